@@ -130,6 +130,9 @@ class Settings(BaseSettings):
                                  "the `tesseract` provider (Debian: `apt-get install tesseract-ocr`).")
     tesseract_languages: str = Field("eng", description="tesseract languages, `+`-separated "
                                      "(`eng+deu`); each needs its `tesseract-ocr-<lang>` package.")
+    # --- command-line client ---------------------------------------------------------------
+    api_key: str = Field("", description="API key of `imgkit submit`, `import` and `get`. Empty: the "
+                         "development account's, from `<data_dir>/dev-account.json`.")
     # --- logs ----------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Log level.")
     log_format: LogFormat = Field(LogFormat.json, description="`json` (production) or `console`.")
