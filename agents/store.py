@@ -1,0 +1,183 @@
+"""Stage 2: write results to ClickHouse in batches, then announce them as stored.
+
+`ImageStore` also owns every read of the `images` table, so the API, the webhook
+agent and recovery see one shape. Writes are idempotent: a replayed event writes
+the same row with the same `version` (its revision), and ReplacingMergeTree keeps
+one; reads use FINAL so they see the latest version only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, overload
+
+from imgkit.db import Database, Row
+from schemas.events import (
+    ErrorInfo,
+    ImageProcessed,
+    ImageRequested,
+    ImageStored,
+    PaletteColour,
+    revision,
+)
+from schemas.images import ImageResource
+from streams.topology import Emit, Topic
+
+IMAGE_COLUMNS = (
+    "id, account_id, version, created_at, updated_at, status, url, final_url, filename, content_type, "
+    "checksum, byte_size, width, height, phash, dhash, exif, xmp, palette, passthrough, options, "
+    "webhook_url, error_code, error_message")
+
+
+def _json(value: Any) -> str:
+    return "" if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _unjson(text: str) -> Any:
+    return json.loads(text) if text else None
+
+
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
+def _utc(value: datetime | None) -> datetime | None:
+    """ClickHouse returns naive UTC datetimes; EXIF times without an offset are kept as given."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _base_row(image_id: str, account_id: str, version: int) -> Row:
+    return {"account_id": account_id, "id": image_id, "version": version, "deleted": 0,
+            "final_url": "", "filename": "", "content_type": "", "checksum": "", "byte_size": 0,
+            "width": 0, "height": 0, "phash": "", "dhash": "", "exif": "", "xmp": "", "palette": "",
+            "passthrough": "", "options": "", "webhook_url": "", "idempotency_key": "",
+            "error_code": "", "error_message": "", "camera_make": "", "camera_model": "",
+            "lens_model": "", "iso": None, "f_number": None, "exposure_time": None,
+            "focal_length": None, "taken_at": None, "gps_latitude": None, "gps_longitude": None,
+            "gps_altitude": None}
+
+
+def pending_row(request: ImageRequested, idempotency_key: str = "") -> Row:
+    created = _utc(request.created_at or request.requested_at)
+    row = _base_row(request.image_id, request.account_id, revision())
+    row.update(created_at=created, updated_at=created, status="pending", url=request.url,
+               passthrough=_json(request.passthrough), options=request.options.model_dump_json(),
+               webhook_url=request.webhook_url or "", idempotency_key=idempotency_key)
+    return row
+
+
+def processed_row(event: ImageProcessed) -> Row:
+    row = _base_row(event.image_id, event.account_id, event.revision)
+    f = event.exif_fields
+    row.update(
+        created_at=_utc(event.created_at), updated_at=_utc(event.processed_at), status=event.status,
+        url=event.url, final_url=event.final_url or "", filename=event.filename or "",
+        content_type=event.content_type or "", checksum=event.checksum or "",
+        byte_size=event.byte_size or 0, width=event.width or 0, height=event.height or 0,
+        phash=event.phash or "", dhash=event.dhash or "", exif=_json(event.exif), xmp=_json(event.xmp),
+        palette=_json([c.model_dump() for c in event.palette] if event.palette is not None else None),
+        passthrough=_json(event.passthrough), options=event.options.model_dump_json(),
+        webhook_url=event.webhook_url or "",
+        error_code=event.error.code if event.error else "",
+        error_message=event.error.message if event.error else "",
+        camera_make=f.camera_make, camera_model=f.camera_model, lens_model=f.lens_model, iso=f.iso,
+        f_number=f.f_number, exposure_time=f.exposure_time, focal_length=f.focal_length,
+        taken_at=_utc(f.taken_at), gps_latitude=f.gps_latitude, gps_longitude=f.gps_longitude,
+        gps_altitude=f.gps_altitude)
+    return row
+
+
+def stage_rows(event: ImageProcessed) -> list[Row]:
+    at = _utc(event.processed_at)
+    return [{"account_id": event.account_id, "image_id": event.image_id, "stage": s.stage,
+             "outcome": s.outcome, "duration_ms": s.duration_ms, "error_code": s.error_code, "at": at}
+            for s in event.stages]
+
+
+def to_resource(row: Row) -> ImageResource:
+    error = ErrorInfo(code=row["error_code"], message=row["error_message"]) if row["error_code"] else None
+    palette = _unjson(row["palette"])
+    return ImageResource(
+        id=row["id"], created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
+        status=row["status"], url=row["url"], final_url=row["final_url"] or None,
+        filename=row["filename"] or None, content_type=row["content_type"] or None,
+        checksum=row["checksum"] or None, byte_size=row["byte_size"] or None,
+        width=row["width"] or None, height=row["height"] or None, exif=_unjson(row["exif"]),
+        xmp=_unjson(row["xmp"]), phash=row["phash"] or None, dhash=row["dhash"] or None,
+        palette=[PaletteColour(**c) for c in palette] if palette is not None else None,
+        passthrough=_unjson(row["passthrough"]), error=error)
+
+
+class ImageStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def write_pending(self, request: ImageRequested, idempotency_key: str = "") -> None:
+        await self.db.insert("images", [pending_row(request, idempotency_key)])
+
+    async def write_processed(self, events: Sequence[ImageProcessed]) -> None:
+        await self.db.insert("images", [processed_row(e) for e in events])
+        stages = [row for e in events for row in stage_rows(e)]
+        await self.db.insert("stage_events", stages)
+
+    async def get_row(self, account_id: str, image_id: str) -> Row | None:
+        return await self.db.query_one(
+            f"SELECT {IMAGE_COLUMNS} FROM images FINAL "
+            "WHERE account_id = {a:String} AND id = {id:String}", {"a": account_id, "id": image_id})
+
+    async def get(self, account_id: str, image_id: str) -> ImageResource | None:
+        row = await self.get_row(account_id, image_id)
+        return None if row is None else to_resource(row)
+
+    async def page(self, account_id: str, limit: int, cursor: str | None) -> list[ImageResource]:
+        """Newest first: KSUIDs sort by creation time, so `id < cursor` pages backwards in time."""
+        where = "account_id = {a:String}" + (" AND id < {c:String}" if cursor else "")
+        rows = await self.db.query(
+            f"SELECT {IMAGE_COLUMNS} FROM images FINAL WHERE {where} ORDER BY id DESC "
+            "LIMIT {n:UInt32}", {"a": account_id, "c": cursor or "", "n": limit})
+        return [to_resource(r) for r in rows]
+
+    async def find_by_idempotency_key(self, account_id: str, key: str) -> ImageResource | None:
+        row = await self.db.query_one(
+            f"SELECT {IMAGE_COLUMNS} FROM images FINAL WHERE account_id = {{a:String}} "
+            "AND idempotency_key = {k:String} LIMIT 1", {"a": account_id, "k": key})
+        return None if row is None else to_resource(row)
+
+    async def delete(self, account_id: str, image_id: str) -> bool:
+        row = await self.get_row(account_id, image_id)
+        if row is None:
+            return False
+        tombstone = _base_row(image_id, account_id, revision())
+        tombstone.update(deleted=1, created_at=row["created_at"], updated_at=datetime.now(UTC),
+                         status="deleted", url="")
+        await self.db.insert("images", [tombstone])
+        await self.db.command("ALTER TABLE stage_events DELETE WHERE account_id = {a:String} "
+                              "AND image_id = {id:String}", {"a": account_id, "id": image_id})
+        return True
+
+    async def unfinished(self, limit: int = 10_000) -> list[Row]:
+        """Images still pending: after a crash of the embedded bus, they are submitted again."""
+        return await self.db.query(
+            "SELECT id, account_id, url, passthrough, options, webhook_url, created_at "
+            "FROM images FINAL WHERE status IN ('pending', 'processing') ORDER BY id "
+            "LIMIT {n:UInt32}", {"n": limit})
+
+
+async def store_batch(images: ImageStore, events: Sequence[ImageProcessed],
+                      stored: Topic[ImageStored]) -> Sequence[Emit]:
+    """One insert for the whole batch, then one `stored` event per image (after the write)."""
+    latest: dict[str, ImageProcessed] = {}
+    for event in events:
+        if event.image_id not in latest or event.revision >= latest[event.image_id].revision:
+            latest[event.image_id] = event
+    await images.write_processed(list(latest.values()))
+    return [Emit(stored, ImageStored(
+        image_id=e.image_id, account_id=e.account_id, revision=e.revision,
+        event_type="image.completed" if e.status == "completed" else "image.failed",
+        webhook_url=e.webhook_url)) for e in latest.values()]

@@ -1,0 +1,68 @@
+"""ImgKit's graph, declared once: topic → agent → output topics.
+
+Both runners (in-process bus, Faust over Kafka) take what `build_topology`
+returns. Topic names here carry no deployment prefix; the runners add it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agents.context import AgentContext
+from agents.process import process_image
+from agents.store import ImageStore, store_batch
+from agents.webhooks import on_retry, on_stored
+from schemas.events import ImageHashes, ImageProcessed, ImageRequested, ImageStored, WebhookDelivery
+from streams.topology import Agent, Emit, Topic, Topology, each
+
+IMAGES_REQUESTED = Topic("images.requested", ImageRequested)
+IMAGES_PROCESSED = Topic("images.processed", ImageProcessed)
+IMAGES_STORED = Topic("images.stored", ImageStored)
+IMAGES_HASHES = Topic("images.hashes", ImageHashes)
+WEBHOOKS_RETRY = Topic("webhooks.retry", WebhookDelivery)
+WEBHOOKS_DEAD = Topic("webhooks.dead", WebhookDelivery)
+
+ALL_TOPICS = (IMAGES_REQUESTED, IMAGES_PROCESSED, IMAGES_STORED, IMAGES_HASHES, WEBHOOKS_RETRY,
+              WEBHOOKS_DEAD)
+
+
+@dataclass(frozen=True)
+class TopologyOptions:
+    index_in_process: bool = False  # embedded mode: the index consumes hashes in this process
+
+
+def build_topology(ctx: AgentContext, options: TopologyOptions = TopologyOptions()) -> Topology:
+    images = ImageStore(ctx.db)
+    topology = Topology(topics=list(ALL_TOPICS))
+
+    async def process(record: ImageRequested) -> Sequence[Emit]:
+        return await process_image(ctx, record, IMAGES_PROCESSED, IMAGES_HASHES)
+
+    async def store(records: Sequence[ImageProcessed]) -> Sequence[Emit]:
+        return await store_batch(images, records, IMAGES_STORED)
+
+    async def webhook(record: ImageStored) -> Sequence[Emit]:
+        return await on_stored(ctx, record, WEBHOOKS_RETRY, WEBHOOKS_DEAD)
+
+    async def webhook_retry(record: WebhookDelivery) -> Sequence[Emit]:
+        return await on_retry(ctx, record, WEBHOOKS_RETRY, WEBHOOKS_DEAD)
+
+    topology.agent(Agent("process", IMAGES_REQUESTED, each(process, ctx.settings.process_concurrency),
+                         outputs=(IMAGES_PROCESSED, IMAGES_HASHES), batch_size=16))
+    topology.agent(Agent("store", IMAGES_PROCESSED, store, outputs=(IMAGES_STORED,),
+                         batch_size=500, batch_wait=0.05))
+    topology.agent(Agent("webhooks", IMAGES_STORED, each(webhook, 16),
+                         outputs=(WEBHOOKS_RETRY, WEBHOOKS_DEAD), batch_size=64))
+    topology.agent(Agent("webhooks-retry", WEBHOOKS_RETRY, each(webhook_retry, 64),
+                         outputs=(WEBHOOKS_RETRY, WEBHOOKS_DEAD), batch_size=64))
+    if options.index_in_process and ctx.index is not None:
+        sink = ctx.index
+
+        async def index(records: Sequence[ImageHashes]) -> Sequence[Emit]:
+            for record in records:
+                await sink.apply(record)
+            return []
+
+        topology.agent(Agent("index", IMAGES_HASHES, index, batch_size=1000, batch_wait=0.01))
+    return topology

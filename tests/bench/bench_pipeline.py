@@ -1,0 +1,123 @@
+"""End-to-end images/s through `imgkit dev` beside the bare extraction, same files, same run.
+
+    .venv/bin/python -m tests.bench.bench_pipeline [--images 24] [--megapixels 12]
+
+Bare extraction = what the process agent does to the bytes (identify, decode with
+shrink-on-load, sha256, pHash/dHash, palette, EXIF, XMP) on as many threads as
+the service's IMGKIT_PROCESS_CONCURRENCY. The service run goes through a real
+`imgkit dev` subprocess: POST /images for every file served from a loopback HTTP
+server, timed until the last signed webhook arrives (so download, extraction,
+ClickHouse writes and webhooks are all inside the figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyvips
+
+from imaging.extract import extract
+from tests.support.app_server import free_port
+from tests.support.http_server import HTTPTestServer
+from tests.support.webhooks import WebhookReceiver
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_jpegs(count: int, megapixels: float) -> list[bytes]:
+    width = int((megapixels * 1e6 * 4 / 3) ** 0.5)
+    height = int(width * 3 / 4)
+    rng = np.random.default_rng(7)
+    images = []
+    for i in range(count):
+        base = pyvips.Image.gaussnoise(width // 8, height // 8, sigma=60, mean=128 + i)
+        rgb = base.bandjoin([base.rot180(), base.flip("horizontal")]).resize(8, kernel="linear")
+        tint = [float(x) for x in rng.uniform(0.6, 1.4, 3)]
+        images.append(bytes((rgb * tint).cast("uchar").jpegsave_buffer(Q=85)))
+    return images
+
+
+def bare(images: list[bytes], threads: int) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda data: extract(data), images))
+    return len(images) / (time.perf_counter() - started)
+
+
+def service(images: list[bytes], threads: int) -> float:
+    web = HTTPTestServer().start()
+    hooks = WebhookReceiver().start()
+    for i, data in enumerate(images):
+        web.image(f"/img{i}.jpg", data, content_type="image/jpeg")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {**os.environ, "IMGKIT_FETCH_ALLOW_PRIVATE": "true", "IMGKIT_WEBHOOK_ALLOW_PRIVATE": "true",
+               "IMGKIT_PROCESS_CONCURRENCY": str(threads), "IMGKIT_LOG_LEVEL": "WARNING"}
+        proc = subprocess.Popen([sys.executable, "-m", "imgkit.cli", "dev", "--port", str(port),
+                                 "--data-dir", data_dir], env=env, cwd=REPO)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("imgkit dev did not start")
+                time.sleep(0.2)
+            creds = json.loads((Path(data_dir) / "dev-account.json").read_text())
+            headers = {"Authorization": f"Bearer {creds['api_key']}"}
+            hook = hooks.url("/bench")
+            started = time.perf_counter()
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as api:
+                for i in range(len(images)):
+                    response = api.post("/images", json={"url": web.url(f"/img{i}.jpg"),
+                                                         "webhook_url": hook})
+                    response.raise_for_status()
+            hooks.wait_for("/bench", lambda got: len(got) >= len(images), timeout=600)
+            elapsed = time.perf_counter() - started
+            failed = [d for d in hooks.deliveries["/bench"] if d.event["type"] != "image.completed"]
+            if failed:
+                raise RuntimeError(f"{len(failed)} images failed: {failed[0].body[:300]!r}")
+            return len(images) / elapsed
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            web.stop()
+            hooks.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--megapixels", type=float, default=12.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    images = make_jpegs(args.images, args.megapixels)
+    size = sum(map(len, images)) / len(images) / 1e6
+    bare(images[:2], args.threads)  # warm libvips and imports
+    bare_rate = bare(images, args.threads)
+    service_rate = service(images, args.threads)
+    print(f"\n{args.images} JPEGs of {args.megapixels:g} MP (avg {size:.1f} MB), "
+          f"{args.threads} threads, {os.cpu_count()} cores\n")
+    print("| path | images/s | relative |")
+    print("|---|---:|---:|")
+    print(f"| bare extraction (in-process, threads) | {bare_rate:.2f} | 100% |")
+    print(f"| `imgkit dev` end to end (HTTP → bus → chDB → webhook) | {service_rate:.2f} | "
+          f"{service_rate / bare_rate:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
