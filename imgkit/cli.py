@@ -303,6 +303,16 @@ def sign(target: Annotated[str, typer.Argument(help='Path and query, e.g. "/thum
         raise typer.Exit(2) from None
 
 
+@app.command()
+def schemas() -> None:
+    """Write the JSON Schema of every topic's record to schemas/json/."""
+    from agents.topology import ALL_TOPICS
+    from schemas.jsonschema import write_schemas
+
+    for path in write_schemas(ALL_TOPICS):
+        typer.echo(f"wrote {path}")
+
+
 @app.command("settings")
 def show_settings(markdown: Annotated[bool, typer.Option("--markdown")] = False) -> None:
     """Print the effective settings (or, with --markdown, the documentation table)."""

@@ -63,6 +63,6 @@ async def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[Migrat
             await db.command(statement)
         await db.command("INSERT INTO schema_migrations (version, name) VALUES "
                          "({v:UInt32}, {n:String})", {"v": migration.version, "n": migration.name})
-        log.info("migration applied", extra={"version": migration.version, "name": migration.name})
+        log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
         applied.append(migration)
     return applied
