@@ -9,16 +9,17 @@ Semantics are those of the memory runner because both hand raw messages to the
 same `delivery.handle_messages` (decode, handle, retry, dead-letter):
 
 - per-key ordering: records are keyed, a key maps to one partition, and each
-  agent consumes its partitions one batch at a time (concurrency inside a batch
-  is the handler's business, see `topology.each`);
-- batching: an agent with `batch_size` > 1 gets up to that many records,
-  waiting at most `batch_wait` seconds for the batch to fill (`take_events`);
+  agent handles a partition one batch at a time, in a worker task per partition
+  (partitions run in parallel; concurrency inside a batch is the handler's
+  business, see `topology.each`);
+- batching: an agent with `batch_size` > 1 gets up to that many records of one
+  partition, waiting at most `batch_wait` seconds for the batch to fill;
 - at-least-once: a batch's outputs (and dead letters) are produced and
   acknowledged by the broker *before* its input offsets may be committed. Faust
-  acks a `take_events` batch when the loop body returns, and also when the agent
-  is cancelled in the middle of it, so each message gets an extra reference for
-  the time it is handled: a batch interrupted by a stop stays unacked, is not
-  committed, and is delivered again to the next consumer;
+  acks an event as soon as its stream moves on, so each message gets an extra
+  reference that only the worker's ack after publishing releases: a batch
+  interrupted by a stop stays unacked, is not committed, and is delivered again
+  to the next consumer;
 - failures: a handler that keeps raising, or a message that does not decode,
   ends on `<topic>.dlq` and the stream goes on.
 
@@ -34,7 +35,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import faust
 
@@ -44,6 +45,8 @@ from streams.record import Record
 from streams.runner import Runner
 from streams.topology import Agent, Emit, Topic, Topology
 
+R = TypeVar("R", bound=Record)
+
 log = logging.getLogger("imgkit.streams.faust")
 
 #: Longest pause between attempts to publish a batch's outputs. Publishing is
@@ -51,8 +54,8 @@ log = logging.getLogger("imgkit.streams.faust")
 #: dropping outputs or committing an input whose outputs were never written.
 DELIVERY_BACKOFF_MAX = 30.0
 
-#: `take_events` needs a finite wait, or a partial batch would wait for ever.
-_MIN_BATCH_WAIT = 0.01
+#: Events buffered per agent and partition ahead of the batch being handled.
+WORKER_QUEUE_SIZE = 32
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -69,21 +72,28 @@ class FaustRunner:
     `stop_grace` is how long `stop()` lets batches in progress finish (their
     offsets are then committed); batches still running after it are cancelled
     and left uncommitted, to be handled again after a restart.
+
+    `consume=False` makes a producer only (the API process): it runs no agents and
+    does not join the consumer group, whose members would otherwise rebalance
+    every time an API process starts or stops.
     """
 
     def __init__(self, topology: Topology, settings: Settings, *, replication: int = 1,
                  stop_grace: float = 10.0, stop_timeout: float = 30.0,
-                 commit_interval: float = 1.0) -> None:
+                 commit_interval: float = 1.0, consume: bool = True) -> None:
         self.topology = topology
         self.settings = settings
         self.replication = replication
         self.stop_grace = stop_grace
         self.stop_timeout = stop_timeout
         self.commit_interval = commit_interval
+        self.consume = consume
         self.app: faust.App | None = None
         self._topics: dict[str, Any] = {}  # Kafka topic name -> faust Topic
         self._datadir: str | None = None
         self._stopping = False
+        self._queues: dict[tuple[str, int], asyncio.Queue[tuple[Any, Any]]] = {}
+        self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -143,18 +153,27 @@ class FaustRunner:
                 name, key_type=bytes, value_type=bytes, key_serializer="raw",
                 value_serializer="raw", partitions=self.settings.topic_partitions,
                 replicas=self.replication, internal=True)
-        for agent in self.topology.agents:
-            self._add_agent(app, agent)
+        if self.consume:
+            for agent in self.topology.agents:
+                self._add_agent(app, agent)
+        else:
+            app.producer_only = True
         self.app = app
         started = time.monotonic()
-        await app.start()
-        # Sources were declared by the subscription; outputs and dead-letter topics are
-        # declared here so that the first emit does not auto-create them with other counts.
-        for faust_topic in self._topics.values():
-            await faust_topic.maybe_declare()
+        try:
+            await app.start()
+            # Sources were declared by the subscription; outputs and dead-letter topics are
+            # declared here so that the first emit does not auto-create them with the
+            # broker's default partition count.
+            for faust_topic in self._topics.values():
+                await faust_topic.maybe_declare()
+        except BaseException:
+            await self.stop()
+            raise
         log.info("faust runner started", extra={
             "app_id": self.settings.topic_prefix, "bootstrap": self.settings.kafka_bootstrap,
-            "agents": len(self.topology.agents), "partitions": self.settings.topic_partitions,
+            "agents": len(self.topology.agents) if self.consume else 0,
+            "partitions": self.settings.topic_partitions,
             "seconds": round(time.monotonic() - started, 2)})
 
     async def stop(self) -> None:
@@ -168,6 +187,11 @@ class FaustRunner:
         except TimeoutError:
             log.warning("stopping with batches in progress: they stay uncommitted and will be "
                         "handled again", extra={"in_flight": self._in_flight})
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+        self._queues.clear()
         try:
             await asyncio.wait_for(app.stop(), self.stop_timeout)
         except TimeoutError:
@@ -182,7 +206,7 @@ class FaustRunner:
 
     # --- producing --------------------------------------------------------------------
 
-    async def send(self, topic: Topic[Record], record: Record) -> None:
+    async def send(self, topic: Topic[R], record: R) -> None:
         """Publish one record and wait until the broker has it (acks=all)."""
         app = self._require_app()
         name = self.kafka_topic(topic)
@@ -225,37 +249,75 @@ class FaustRunner:
     # --- consuming --------------------------------------------------------------------
 
     def _add_agent(self, app: faust.App, agent: Agent) -> None:
+        """One Faust agent per topology agent; it only dispatches events to partition workers.
+
+        Faust runs an agent's stream over all its partitions one event at a time;
+        handling in that loop would serialise every partition behind the slowest
+        record. Instead each partition gets a worker task (as in the memory runner),
+        so partitions proceed in parallel and each keeps its order.
+        """
         source = self._topics[self.kafka_topic(agent.source)]
-        within = max(agent.batch_wait, _MIN_BATCH_WAIT)
 
-        async def consume(stream: Any) -> None:
-            async for events in stream.take_events(agent.batch_size, within=within):
-                await self._handle(agent, events)
+        async def dispatch(stream: Any) -> None:
+            async for event in stream.events():
+                # The stream acks the event when it moves on to the next one; this extra
+                # reference keeps the offset uncommitted until the worker has published
+                # the event's outputs and acks it a second time (the final ack).
+                event.message.incref()
+                if self._stopping:
+                    continue  # stop() has begun: leave it unacked for the next consumer
+                await self._worker_queue(agent, event.message.partition).put((stream, event))
 
-        # concurrency=1: one batch at a time per agent, which is what keeps per-key order.
-        app.agent(source, name=f"{self.settings.topic_prefix}.{agent.name}", concurrency=1)(consume)
+        # concurrency=1: Faust's concurrent agent instances would share the stream and
+        # lose per-key order; parallelism comes from the partition workers.
+        app.agent(source, name=f"{self.settings.topic_prefix}.{agent.name}", concurrency=1)(dispatch)
 
-    async def _handle(self, agent: Agent, events: Sequence[Any]) -> None:
-        """Handle one batch; release its messages for commit only once its outputs are out."""
-        for event in events:
-            # The extra reference keeps the offset from being committed by the ack that
-            # take_events does after this returns *or is cancelled*; it is dropped below
-            # only on success, so that ack then becomes the final one.
-            pass  # MUTATION
-        if self._stopping:
-            return  # stop() has begun: leave the batch unacked for the next consumer
+    def _worker_queue(self, agent: Agent, partition: int) -> asyncio.Queue[tuple[Any, Any]]:
+        key = (agent.name, partition)
+        queue = self._queues.get(key)
+        if queue is None:
+            # Small: Kafka holds the backlog; this only lets a batch fill while one runs.
+            queue = asyncio.Queue(maxsize=max(2 * agent.batch_size, WORKER_QUEUE_SIZE))
+            self._queues[key] = queue
+            self._workers.append(asyncio.create_task(
+                self._work(agent, queue), name=f"faust:{agent.name}[{partition}]"))
+        return queue
+
+    async def _work(self, agent: Agent, queue: asyncio.Queue[tuple[Any, Any]]) -> None:
+        """Take batches from one partition's queue (`batch_size`, `batch_wait`) and handle them."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + agent.batch_wait
+            while len(batch) < agent.batch_size:
+                if not queue.empty():
+                    batch.append(queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), remaining))
+                except TimeoutError:
+                    break
+            if self._stopping:
+                continue  # not started before stop(): left unacked, handled after a restart
+            await self._handle(agent, batch)
+
+    async def _handle(self, agent: Agent, batch: Sequence[tuple[Any, Any]]) -> None:
+        """Handle one batch; ack its messages (allowing their commit) once its outputs are out."""
         self._in_flight += 1
         self._idle.clear()
         try:
-            raw = [event.message.value or b"" for event in events]
+            raw = [event.message.value or b"" for _, event in batch]
             emits = await handle_messages(agent, raw)
             await self._deliver(emits)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-        for event in events:
-            event.message.decref()
+        for stream, event in batch:
+            await stream.ack(event)
 
     def _require_app(self) -> faust.App:
         if self.app is None:
