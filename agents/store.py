@@ -9,11 +9,13 @@ one; reads use FINAL so they see the latest version only.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from imgkit.db import Database, Row
+from agents.annotate.store import AnnotationStore
+from imgkit.db import BatchLoader, Database, Row
 from schemas.events import (
     ErrorInfo,
     ImageProcessed,
@@ -100,7 +102,7 @@ def stage_rows(event: ImageProcessed) -> list[Row]:
             for s in event.stages]
 
 
-def to_resource(row: Row) -> ImageResource:
+def to_resource(row: Row, annotations: dict[str, Any] | None = None) -> ImageResource:
     error = ErrorInfo(code=row["error_code"], message=row["error_message"]) if row["error_code"] else None
     palette = _unjson(row["palette"])
     return ImageResource(
@@ -111,15 +113,36 @@ def to_resource(row: Row) -> ImageResource:
         width=row["width"] or None, height=row["height"] or None, exif=_unjson(row["exif"]),
         xmp=_unjson(row["xmp"]), phash=row["phash"] or None, dhash=row["dhash"] or None,
         palette=[PaletteColour(**c) for c in palette] if palette is not None else None,
-        passthrough=_unjson(row["passthrough"]), error=error)
+        passthrough=_unjson(row["passthrough"]), error=error, annotations=annotations)
+
+
+_STORES: weakref.WeakKeyDictionary[Database, ImageStore] = weakref.WeakKeyDictionary()
 
 
 class ImageStore:
+    """Reads and writes of `images`. One per Database (`ImageStore.of(db)`), so concurrent
+    lookups by id from many webhook deliveries share one query."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._by_id: BatchLoader[tuple[str, str], Row] = BatchLoader(self._rows_by_id)
+
+    @classmethod
+    def of(cls, db: Database) -> ImageStore:
+        store = _STORES.get(db)
+        if store is None:
+            store = _STORES[db] = cls(db)
+        return store
+
+    async def _rows_by_id(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        rows = await self.db.query(
+            f"SELECT {IMAGE_COLUMNS} FROM images FINAL WHERE id IN {{ids:Array(String)}}",
+            {"ids": sorted({image_id for _, image_id in keys})})
+        wanted = set(keys)
+        return {(r["account_id"], r["id"]): r for r in rows if (r["account_id"], r["id"]) in wanted}
 
     async def write_pending(self, request: ImageRequested, idempotency_key: str = "") -> None:
-        await self.db.insert("images", [pending_row(request, idempotency_key)])
+        await self.db.writer("images").write(pending_row(request, idempotency_key))
 
     async def write_processed(self, events: Sequence[ImageProcessed]) -> None:
         await self.db.insert("images", [processed_row(e) for e in events])
@@ -127,13 +150,13 @@ class ImageStore:
         await self.db.insert("stage_events", stages)
 
     async def get_row(self, account_id: str, image_id: str) -> Row | None:
-        return await self.db.query_one(
-            f"SELECT {IMAGE_COLUMNS} FROM images FINAL "
-            "WHERE account_id = {a:String} AND id = {id:String}", {"a": account_id, "id": image_id})
+        return await self._by_id.load((account_id, image_id))
 
     async def get(self, account_id: str, image_id: str) -> ImageResource | None:
         row = await self.get_row(account_id, image_id)
-        return None if row is None else to_resource(row)
+        if row is None:
+            return None
+        return to_resource(row, await AnnotationStore(self.db).merged(account_id, image_id))
 
     async def page(self, account_id: str, limit: int, cursor: str | None) -> list[ImageResource]:
         """Newest first: KSUIDs sort by creation time, so `id < cursor` pages backwards in time."""
@@ -159,6 +182,7 @@ class ImageStore:
         await self.db.insert("images", [tombstone])
         await self.db.command("ALTER TABLE stage_events DELETE WHERE account_id = {a:String} "
                               "AND image_id = {id:String}", {"a": account_id, "id": image_id})
+        await AnnotationStore(self.db).delete_image(account_id, image_id)
         return True
 
     async def unfinished(self, limit: int = 10_000) -> list[Row]:

@@ -57,7 +57,8 @@ class Extraction:
 
 
 def step_identify(ex: Extraction) -> None:
-    ex.checksum = hashlib.sha256(ex.data).hexdigest()
+    if not ex.checksum:  # the downloader hashes while streaming; hash here only if it did not
+        ex.checksum = hashlib.sha256(ex.data).hexdigest()
     mime = sniff_mime(ex.data)
     if mime is None:
         raise ImageError("the content is not an image ImgKit can read", code="not_an_image",
@@ -132,10 +133,12 @@ STEPS: tuple[tuple[str, Callable[[Extraction], None]], ...] = (
 
 
 def extract(data: bytes, *, exif: bool = True, xmp: bool = True, palette: bool = True,
-            max_pixels: int = 100_000_000) -> Extraction:
-    """Run every step; raise ImageError (with the step's code) on bytes that are not a usable image."""
+            max_pixels: int = 100_000_000, checksum: str = "") -> Extraction:
+    """Run every step; raise ImageError (with the step's code) on bytes that are not a usable image.
+
+    `checksum` is the sha256 of `data` when the caller already has it."""
     ex = Extraction(data=data, want_exif=exif, want_xmp=xmp, want_palette=palette,
-                    max_pixels=max_pixels)
+                    max_pixels=max_pixels, checksum=checksum)
     for name, step in STEPS:
         started = time.perf_counter()
         step(ex)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -25,6 +27,8 @@ from clickhouse_connect.driver.client import Client
 from imgkit.errors import ConfigError, ServiceUnavailable
 
 Row = dict[str, Any]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 def lock_directory(path: Path, url: str) -> IO[bytes]:
@@ -82,20 +86,38 @@ class Database:
                 self._dir_lock.close()
             raise
         self._lock = threading.Lock()
+        self._writers: dict[str, BatchWriter] = {}
+        # Our own threads: calls waiting for the engine must not occupy the default pool,
+        # which extraction and file writes use (they would starve behind the lock).
+        # chDB serialises anyway, so one thread; a server takes a few at once.
+        self._executor = ThreadPoolExecutor(1 if self.embedded else 4, thread_name_prefix="clickhouse")
+
+    def writer(self, table: str) -> BatchWriter:
+        """The shared write-behind batcher of `table` (see BatchWriter)."""
+        if table not in self._writers:
+            self._writers[table] = BatchWriter(self, table)
+        return self._writers[table]
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.embedded:
+            return fn(*args, **kwargs)
         with self._lock:
             return fn(*args, **kwargs)
 
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(self._run, fn, *args,
+                                                                            **kwargs))
+
     async def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
-        return await asyncio.to_thread(self._run, self._client.command, sql, parameters=parameters)
+        return await self._call(self._client.command, sql, parameters=parameters)
 
     async def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[Row]:
         def run() -> list[Row]:
             result = self._client.query(sql, parameters=dict(parameters or {}))
             return list(result.named_results())
 
-        return await asyncio.to_thread(self._run, run)
+        return await self._call(run)
 
     async def query_one(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Row | None:
         rows = await self.query(sql, parameters)
@@ -106,11 +128,87 @@ class Database:
         if not rows:
             return
         arrow = pa.Table.from_pylist(list(rows), schema=schema)
-        await asyncio.to_thread(self._run, self._client.insert_arrow, table, arrow)
+        await self._call(self._client.insert_arrow, table, arrow)
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         with self._lock:
             self._client.close()
             if self._dir_lock:
                 self._dir_lock.close()
                 self._dir_lock = None
+
+
+class BatchWriter:
+    """Coalesces single-row inserts from concurrent callers into one insert per table.
+
+    Every chDB call holds the engine for ~10 ms whatever its size, so a busy
+    process that inserts row by row spends its time waiting on the lock. Callers
+    still await their own row's durability: `write` returns once the insert that
+    carried it has succeeded (or raises its error). While one insert runs, rows
+    that arrive wait and go together in the next.
+    """
+
+    def __init__(self, db: Database, table: str, max_rows: int = 1000) -> None:
+        self.db = db
+        self.table = table
+        self.max_rows = max_rows
+        self._pending: list[tuple[Row, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, row: Row) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let callers of this same tick join the first insert
+        while self._pending:
+            batch, self._pending = self._pending[:self.max_rows], self._pending[self.max_rows:]
+            try:
+                await self.db.insert(self.table, [row for row, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+
+class BatchLoader(Generic[K, V]):
+    """DataLoader for reads by key: lookups made in the same moment share one query."""
+
+    def __init__(self, fetch_many: Callable[[list[K]], Awaitable[dict[K, V]]], max_keys: int = 1000) -> None:
+        self.fetch_many = fetch_many
+        self.max_keys = max_keys
+        self._pending: dict[K, list[asyncio.Future[V | None]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def load(self, key: K) -> V | None:
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, []).append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)
+        while self._pending:
+            keys = list(self._pending)[:self.max_keys]
+            waiters = {k: self._pending.pop(k) for k in keys}
+            try:
+                found = await self.fetch_many(keys)
+            except Exception as exc:
+                for futures in waiters.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for key, futures in waiters.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(key))
