@@ -57,7 +57,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # Faust, mode and aiokafka narrate every rebalance and commit at INFO: keep their warnings.
+    for noisy in ("aiokafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -24,7 +24,8 @@ def topic_schemas(topics: tuple[Topic[Any], ...]) -> dict[str, dict[str, Any]]:
                                  f"`{topic.record.key_field}`). " + (schema.get("description") or ""))
         out[f"{topic.name}.json"] = schema
     dead = DeadLetter.model_json_schema()
-    dead["description"] = "Record on every `<topic>.dlq` dead-letter topic: " + (dead.get("description") or "")
+    dead["description"] = ("Record on every `<topic>.dlq` dead-letter topic: "
+                           + (dead.get("description") or ""))
     out["dead-letter.json"] = dead
     return out
 

@@ -91,7 +91,8 @@ def test_fresh_start_then_restart_keeps_account_and_images(tmp_path: Path, web: 
     second = DevProcess(data_dir, free_port())
     try:
         assert second.credentials() == creds, "a restart must reuse the development account"
-        with httpx.Client(base_url=second.url, headers={"Authorization": f"Bearer {creds['api_key']}"}) as api:
+        auth = {"Authorization": f"Bearer {creds['api_key']}"}
+        with httpx.Client(base_url=second.url, headers=auth) as api:
             image = api.get(f"/images/{image_id}").json()
             assert image["status"] == "completed" and image["width"] == 200
     finally:
@@ -117,3 +118,51 @@ def test_images_pending_at_a_crash_are_processed_after_restart(tmp_path: Path, w
             assert image["width"] == 120
     finally:
         restarted.stop()
+
+
+def imgkit(*args: str, data_dir: Path, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imgkit.cli", *args], cwd=REPO, input=stdin,
+                          env={**os.environ, "IMGKIT_DATA_DIR": str(data_dir), **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_inspect_prints_the_api_result_for_a_camera_file(corpus_dir: Path, tmp_path: Path) -> None:
+    out = imgkit("inspect", str(corpus_dir / "cameras" / "Canon_EOS_7D.jpg"), "--json", data_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == "completed" and result["content_type"] == "image/jpeg"
+    assert result["exif"]["Make"] == "Canon" and len(result["phash"]) == 16
+    missing = imgkit("inspect", str(tmp_path / "nope.jpg"), data_dir=tmp_path)
+    assert missing.returncode == 1 and "file_not_found" in missing.stdout
+
+
+def test_accounts_import_and_get_against_a_running_dev_server(tmp_path: Path, web: HTTPTestServer) -> None:
+    data_dir = tmp_path / "cli"
+    created = imgkit("accounts", "create", "shop", "--webhook-url", "https://shop.example/hooks",
+                     data_dir=data_dir)
+    assert created.returncode == 0, created.stderr
+    account = json.loads(created.stdout)
+    assert account["account_id"].startswith("acc_") and account["api_key"].startswith("ik_")
+    bad = imgkit("accounts", "create", "x", "--webhook-url", "ftp://nope", data_dir=data_dir)
+    assert bad.returncode == 2 and "http or https" in bad.stderr
+
+    web.image("/1.jpg", jpeg(100, 80), content_type="image/jpeg")
+    web.image("/2.jpg", jpeg(90, 70), content_type="image/jpeg")
+    dev = DevProcess(data_dir, free_port())
+    try:
+        env = {"IMGKIT_API_KEY": account["api_key"], "IMGKIT_PUBLIC_URL": dev.url}
+        urls = f"{web.url('/1.jpg')}\n# a comment\n\n{web.url('/2.jpg')}\nftp://not-http/3.jpg\n"
+        imported = imgkit("import", "-", data_dir=data_dir, stdin=urls, **env)
+        assert imported.returncode == 1, "one URL was refused: exit 1"
+        assert "submitted 2, failed 1" in imported.stdout
+        assert "ftp://not-http/3.jpg" in imported.stderr and "http or https" in imported.stderr
+        submitted = imgkit("submit", web.url("/1.jpg"), data_dir=data_dir, **env)
+        image_id = json.loads(submitted.stdout.splitlines()[0])["id"]
+        with httpx.Client(base_url=dev.url, headers={"Authorization": f"Bearer {account['api_key']}"}) as api:
+            wait_status(api, image_id, "completed")
+        got = imgkit("get", image_id, data_dir=data_dir, **env)
+        assert got.returncode == 0 and json.loads(got.stdout)["width"] == 100
+        unknown = imgkit("get", "img_" + "0" * 27, data_dir=data_dir, **env)
+        assert unknown.returncode == 1 and "no image" in unknown.stderr
+    finally:
+        dev.stop()

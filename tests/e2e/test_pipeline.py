@@ -9,6 +9,7 @@ body runs on the in-process bus (`dev`) and on a real Kafka broker with Faust
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from imgkit.runtime import Mode, Runtime
 from imgkit.settings import load_settings
 from tests.support.app_server import AppServer, free_port
 from tests.support.http_server import HTTPTestServer
-from tests.support.images import jpeg
+from tests.support.images import jpeg, png
 from tests.support.webhooks import WebhookReceiver
 
 
@@ -46,7 +47,8 @@ def make_stack(tmp_path: Path, mode: Mode, kafka: str | None) -> Iterator[Stack]
 
     overrides: dict[str, Any] = dict(
         data_dir=tmp_path / "data", port=free_port(), fetch_allow_private=True,
-        webhook_allow_private=True, webhook_backoff_base=0.2, fetch_timeout=5.0,
+        webhook_allow_private=True, webhook_backoff_base=0.2, webhook_max_attempts=3,
+        fetch_timeout=2.0, fetch_max_bytes=3_000_000, max_pixels=20_000_000,
         rate_limit_per_minute=120, log_format="console")
     if kafka:
         overrides.update(bus="kafka", kafka_bootstrap=kafka,
@@ -124,8 +126,12 @@ def test_failures_end_as_failed_images_with_webhooks(stack: Stack) -> None:
     stack.web.status("/missing.jpg", 404)
     stack.web.image("/text.jpg", b"this is not an image at all", content_type="image/jpeg")
     stack.web.image("/truncated.jpg", jpeg(300, 200)[:40], content_type="image/jpeg")
+    stack.web.image("/slow.jpg", jpeg(100, 100), content_type="image/jpeg", delay=3.0)
+    stack.web.huge("/huge.jpg", 4_000_000)
+    stack.web.image("/bomb.png", png(5000, 5000), content_type="image/png")  # 25 MP, a few KB
     expected = {"/missing.jpg": "fetch_http_404", "/text.jpg": "not_an_image",
-                "/truncated.jpg": "corrupt_image"}
+                "/truncated.jpg": "corrupt_image", "/slow.jpg": "fetch_timeout",
+                "/huge.jpg": "fetch_too_large", "/bomb.png": "too_many_pixels"}
     with stack.app.client(stack.alice.api_key) as api:
         ids = {api.post("/images", json={"url": stack.web.url(p)}).json()["id"]: code
                for p, code in expected.items()}
@@ -148,6 +154,31 @@ def test_webhook_is_retried_with_the_same_id(stack: Stack) -> None:
     assert len({d.headers["webhook-id"] for d in got}) == 1, "retries must keep the webhook id"
     assert all(d.verified for d in got)
     assert got[-1].event["data"]["id"] == image_id
+
+
+def test_webhook_that_keeps_failing_ends_dead_after_max_attempts(stack: Stack) -> None:
+    stack.hooks.fail_first["/bob"] = 99
+    stack.web.image("/dead.jpg", jpeg(80, 80), content_type="image/jpeg")
+    with stack.app.client(stack.bob.api_key) as api:
+        image_id = api.post("/images", json={"url": stack.web.url("/dead.jpg")}).json()["id"]
+    got = stack.hooks.wait_for("/bob", lambda d: len(d) >= 3, timeout=60)
+    assert [d.status for d in got] == [500, 500, 500]
+
+    def attempts() -> list[dict[str, Any]]:
+        return list(stack.app.call(lambda rt: rt.db.query(
+            "SELECT attempt, outcome, status_code FROM webhook_attempts "
+            "WHERE image_id = {i:String} ORDER BY attempt", {"i": image_id})))
+
+    rows = attempts()
+    for _ in range(50):
+        if len(rows) == 3:
+            break
+        time.sleep(0.1)
+        rows = attempts()
+    assert [(r["attempt"], r["outcome"], r["status_code"]) for r in rows] == [
+        (1, "retry", 500), (2, "retry", 500), (3, "dead", 500)]
+    time.sleep(1.0)
+    assert len(stack.hooks.deliveries["/bob"]) == 3, "no attempt after the last one"
 
 
 def test_api_contract_errors_isolation_paging(stack: Stack) -> None:
