@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
 
+from agents.annotate.pool import ProviderPool
 from imaging.source_cache import SourceCache
 from imgkit.accounts import AccountStore
 from imgkit.db import Database
@@ -29,3 +31,7 @@ class AgentContext:
     fetch_client: httpx.AsyncClient  # guarded downloads (imaging.fetch.make_client)
     webhook_client: httpx.AsyncClient  # guarded too, with its own allow-private setting
     index: HashSink | None = None
+    cpu_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    """Bounds CPU-bound extraction to IMGKIT_PROCESS_CONCURRENCY threads, while downloads
+    (I/O) of further images overlap with it; set from settings by the runtime."""
+    providers: ProviderPool = field(default_factory=ProviderPool)  # annotation providers, built once

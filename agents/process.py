@@ -88,10 +88,13 @@ async def process_image(ctx: AgentContext, request: ImageRequested, processed: T
     try:
         fetched = await fetch_with_retries(ctx, request.url)
         stages.append(StageTiming(stage="download", duration_ms=(time.perf_counter() - started) * 1000))
-        await asyncio.to_thread(ctx.sources.put, fetched.data)
         options = request.options
-        ex = await asyncio.to_thread(extract, fetched.data, exif=options.exif, xmp=options.xmp,
-                                     palette=options.palette, max_pixels=ctx.settings.max_pixels)
+        async with ctx.cpu_gate:
+            _, ex = await asyncio.gather(
+                asyncio.to_thread(ctx.sources.put, fetched.data),
+                asyncio.to_thread(extract, fetched.data, exif=options.exif, xmp=options.xmp,
+                                  palette=options.palette, max_pixels=ctx.settings.max_pixels,
+                                  checksum=fetched.sha256))
     except ImgKitError as exc:
         stage = "download" if not stages else "extract"
         stages.append(StageTiming(stage=stage, duration_ms=(time.perf_counter() - started) * 1000,

@@ -156,7 +156,7 @@ class ImageStore:
         row = await self.get_row(account_id, image_id)
         if row is None:
             return None
-        return to_resource(row, await AnnotationStore(self.db).merged(account_id, image_id))
+        return to_resource(row, await AnnotationStore.of(self.db).merged(account_id, image_id))
 
     async def page(self, account_id: str, limit: int, cursor: str | None) -> list[ImageResource]:
         """Newest first: KSUIDs sort by creation time, so `id < cursor` pages backwards in time."""
@@ -182,7 +182,7 @@ class ImageStore:
         await self.db.insert("images", [tombstone])
         await self.db.command("ALTER TABLE stage_events DELETE WHERE account_id = {a:String} "
                               "AND image_id = {id:String}", {"a": account_id, "id": image_id})
-        await AnnotationStore(self.db).delete_image(account_id, image_id)
+        await AnnotationStore.of(self.db).delete_image(account_id, image_id)
         return True
 
     async def unfinished(self, limit: int = 10_000) -> list[Row]:

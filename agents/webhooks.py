@@ -6,6 +6,9 @@ receiver to deduplicate on), `webhook-timestamp`, `webhook-signature`
 the retry topic with a due time (exponential backoff with full jitter); after
 `webhook_max_attempts` it goes to the dead-letter topic. Every attempt is
 logged in ClickHouse (`webhook_attempts`).
+
+Images (`ImageStored`) and annotation requests (`AnnotationStored`) share this one
+signing, sending and retry path; only the payload's `data` differs.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from agents.annotate.store import AnnotationStore
 from agents.context import AgentContext
 from agents.store import ImageStore
 from imaging.guard import check_url
 from imgkit.errors import ImgKitError
 from imgkit.ids import new_id
-from schemas.events import ImageStored, WebhookDelivery
+from schemas.events import AnnotationStored, ImageStored, WebhookDelivery
 from streams.topology import Emit, Topic
 
 log = logging.getLogger("imgkit.agents.webhooks")
@@ -48,17 +52,26 @@ def signed_headers(secret: str, event_id: str, payload: str, at: datetime) -> di
             "user-agent": "ImgKit-Webhooks/0.1"}
 
 
-async def build_delivery(ctx: AgentContext, stored: ImageStored) -> WebhookDelivery | None:
-    """The first attempt: the payload is the resource as stored, exactly what GET returns."""
+async def build_delivery(ctx: AgentContext, stored: ImageStored | AnnotationStored
+                         ) -> WebhookDelivery | None:
+    """The first attempt: the payload is the resource as stored, exactly what GET returns;
+    for annotations, with the annotation request (its id, result and passthrough) beside it."""
     account = await ctx.accounts.get(stored.account_id)
     url = stored.webhook_url or (account.webhook_url if account else "")
     if not url:
         return None
-    resource = await ImageStore(ctx.db).get(stored.account_id, stored.image_id)
+    resource = await ImageStore.of(ctx.db).get(stored.account_id, stored.image_id)
     if resource is None:  # deleted meanwhile: nothing to announce
         return None
+    data = resource.model_dump(mode="json")
+    if isinstance(stored, AnnotationStored):
+        request = await AnnotationStore.of(ctx.db).get(stored.account_id, stored.image_id,
+                                                    stored.annotation_id)
+        if request is None:
+            return None
+        data["annotation_request"] = request.model_dump(mode="json")
     payload = json.dumps({"type": stored.event_type, "timestamp": datetime.now(UTC).isoformat(),
-                          "data": resource.model_dump(mode="json")}, separators=(",", ":"))
+                          "data": data}, separators=(",", ":"))
     return WebhookDelivery(event_id=new_id("evt"), event_type=stored.event_type,
                            account_id=stored.account_id, image_id=stored.image_id, url=url,
                            payload=payload)
@@ -91,11 +104,11 @@ async def deliver(ctx: AgentContext, delivery: WebhookDelivery, retry: Topic[Web
     settings = ctx.settings
     final = not ok and delivery.attempt >= settings.webhook_max_attempts
     outcome = "delivered" if ok else ("dead" if final else "retry")
-    await ctx.db.insert("webhook_attempts", [{
+    await ctx.db.writer("webhook_attempts").write({
         "account_id": delivery.account_id, "event_id": delivery.event_id,
         "event_type": delivery.event_type, "image_id": delivery.image_id, "url": delivery.url,
         "attempt": delivery.attempt, "status_code": status, "outcome": outcome, "error": error,
-        "duration_ms": (time.perf_counter() - started) * 1000, "at": datetime.now(UTC)}])
+        "duration_ms": (time.perf_counter() - started) * 1000, "at": datetime.now(UTC)})
     log.info("webhook attempt", extra={"event_id": delivery.event_id, "attempt": delivery.attempt,
                                        "outcome": outcome, "status": status, "error": error})
     if ok:
@@ -109,8 +122,8 @@ async def deliver(ctx: AgentContext, delivery: WebhookDelivery, retry: Topic[Web
     return [Emit(retry, again)]
 
 
-async def on_stored(ctx: AgentContext, stored: ImageStored, retry: Topic[WebhookDelivery],
-                    dead: Topic[WebhookDelivery]) -> Sequence[Emit]:
+async def on_stored(ctx: AgentContext, stored: ImageStored | AnnotationStored,
+                    retry: Topic[WebhookDelivery], dead: Topic[WebhookDelivery]) -> Sequence[Emit]:
     delivery = await build_delivery(ctx, stored)
     if delivery is None:
         return []

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import images
+from api.annotations import router as annotations_router
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware, RateLimiter
 from api.render import build_render_router, check_signature
@@ -71,6 +72,7 @@ def create_app(settings: Settings, mode: Mode = Mode.dev, runtime: Runtime | Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(images.router)
+    app.include_router(annotations_router)
     deps = RuntimeDeps(app, settings)
     app.include_router(build_render_router(deps, settings))
     app.include_router(build_screenshot_router(deps))

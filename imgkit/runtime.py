@@ -13,6 +13,7 @@ node with Kafka and embedded storage runs the API and the worker together.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,15 +21,22 @@ from enum import StrEnum
 
 import httpx
 
+from agents.annotate.store import AnnotationStore
 from agents.context import AgentContext
 from agents.store import ImageStore
-from agents.topology import IMAGES_HASHES, IMAGES_REQUESTED, TopologyOptions, build_topology
+from agents.topology import (
+    ANNOTATIONS_REQUESTED,
+    IMAGES_HASHES,
+    IMAGES_REQUESTED,
+    TopologyOptions,
+    build_topology,
+)
 from imaging.fetch import GuardedTransport, make_client
 from imaging.source_cache import SourceCache
 from imgkit.accounts import AccountStore
 from imgkit.db import Database
 from imgkit.settings import BusKind, Settings
-from schemas.events import ExtractOptions, ImageHashes, ImageRequested
+from schemas.events import AnnotationRequested, ExtractOptions, ImageHashes, ImageRequested
 from schemas.migrate import migrate
 from streams.memory import MemoryRunner
 from streams.runner import Runner
@@ -60,6 +68,9 @@ class Runtime:
     async def submit(self, request: ImageRequested) -> None:
         await self.runner.send(IMAGES_REQUESTED, request)  # type: ignore[arg-type]
 
+    async def request_annotations(self, request: AnnotationRequested) -> None:
+        await self.runner.send(ANNOTATIONS_REQUESTED, request)  # type: ignore[arg-type]
+
     async def forget_hashes(self, account_id: str, image_id: str) -> None:
         await self.runner.send(IMAGES_HASHES, ImageHashes(  # type: ignore[arg-type]
             image_id=image_id, account_id=account_id, deleted=True))
@@ -75,6 +86,7 @@ class Runtime:
             await self.runner.stop()
         await self.context.fetch_client.aclose()
         await self.context.webhook_client.aclose()
+        await self.context.providers.aclose()
         self.sources.close()
         self.db.close()
 
@@ -90,6 +102,11 @@ class Runtime:
                 webhook_url=row["webhook_url"] or None, created_at=row["created_at"]))
         if rows:
             log.info("resubmitted unfinished images", extra={"count": len(rows)})
+        annotations = await AnnotationStore.of(self.db).unfinished()
+        for annotation in annotations:
+            await self.request_annotations(annotation)
+        if annotations:
+            log.info("resubmitted unfinished annotation requests", extra={"count": len(annotations)})
 
 
 def make_runner(settings: Settings, topology: Topology, mode: Mode) -> Runner:
@@ -116,7 +133,8 @@ async def open_runtime(settings: Settings, mode: Mode) -> Runtime:
         transport=GuardedTransport(allow_private=settings.webhook_allow_private),
         timeout=settings.webhook_timeout, trust_env=False, follow_redirects=False)
     context = AgentContext(settings=settings, db=db, accounts=accounts, sources=sources,
-                           fetch_client=fetch_client, webhook_client=webhook_client)
+                           fetch_client=fetch_client, webhook_client=webhook_client,
+                           cpu_gate=asyncio.Semaphore(settings.process_concurrency))
     topology = build_topology(context, TopologyOptions(index_in_process=mode is Mode.dev))
     runner = make_runner(settings, topology, mode)
-    return Runtime(settings, mode, db, accounts, ImageStore(db), sources, context, topology, runner)
+    return Runtime(settings, mode, db, accounts, ImageStore.of(db), sources, context, topology, runner)

@@ -130,6 +130,15 @@ class Settings(BaseSettings):
                                  "the `tesseract` provider (Debian: `apt-get install tesseract-ocr`).")
     tesseract_languages: str = Field("eng", description="tesseract languages, `+`-separated "
                                      "(`eng+deu`); each needs its `tesseract-ocr-<lang>` package.")
+    annotate_concurrency: int = Field(4, ge=1, le=64, description="Annotation requests handled at "
+                                      "once per worker (provider calls in flight).")
+    annotate_max_attempts: int = Field(4, ge=1, le=20, description="Attempts of a provider call "
+                                       "that fails transiently (rate limit, 5xx, timeout) before "
+                                       "the annotation request fails.")
+    annotate_backoff_base: float = Field(1.0, gt=0, description="First delay in seconds between "
+                                         "provider attempts; doubles each attempt, with jitter.")
+    annotate_backoff_max: float = Field(30.0, gt=0, description="Longest delay between provider "
+                                        "attempts.")
     # --- command-line client ---------------------------------------------------------------
     api_key: str = Field("", description="API key of `imgkit submit`, `import` and `get`. Empty: the "
                          "development account's, from `<data_dir>/dev-account.json`.")

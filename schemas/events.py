@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from imgkit.ids import new_id
+from schemas.annotations import Annotations, Feature
 from streams.record import Record
 
 
@@ -147,3 +148,57 @@ class WebhookDelivery(Record):
     attempt: int = 1
     not_before: datetime = Field(default_factory=now)
     last_error: str = ""
+
+
+class AnnotationRequested(Record):
+    """Ask the annotate agent for features of a stored image. The API produces it once the
+    image is `completed`, so the checksum (the source cache key) is known."""
+
+    key_field = "image_id"
+    event_id: str = Field(default_factory=lambda: new_id("evt"))
+    annotation_id: str = Field(description="`ann_` KSUID of the annotation request.")
+    image_id: str
+    account_id: str
+    checksum: str = Field(description="sha256 of the original: key of the source and result caches.")
+    url: str = Field(description="Where the original can be downloaded again if it was evicted.")
+    provider: str
+    features: list[Feature]
+    passthrough: Any = None
+    webhook_url: str | None = None
+    requested_at: datetime = Field(default_factory=now)
+
+
+class AnnotationCompleted(Record):
+    """The outcome of an annotation request: the provider-neutral result, or the error."""
+
+    key_field = "image_id"
+    annotation_id: str
+    image_id: str
+    account_id: str
+    checksum: str
+    url: str = ""
+    revision: int = Field(default_factory=revision)
+    status: Literal["completed", "failed"]
+    provider: str
+    features: list[Feature]
+    fresh_features: list[Feature] = Field(default_factory=list, description="Features the provider "
+                                          "answered now (the others came from the result cache); "
+                                          "the store writes these to the cache.")
+    annotations: Annotations | None = None
+    error: ErrorInfo | None = None
+    passthrough: Any = None
+    webhook_url: str | None = None
+    requested_at: datetime = Field(default_factory=now)
+    completed_at: datetime = Field(default_factory=now)
+
+
+class AnnotationStored(Record):
+    """An annotation result is in ClickHouse: safe to announce by webhook."""
+
+    key_field = "image_id"
+    annotation_id: str
+    image_id: str
+    account_id: str
+    event_type: Literal["annotations.completed", "annotations.failed"]
+    revision: int
+    webhook_url: str | None = None
