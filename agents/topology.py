@@ -76,7 +76,8 @@ def build_topology(ctx: AgentContext, options: TopologyOptions = TopologyOptions
     async def annotation_webhook(record: AnnotationStored) -> Sequence[Emit]:
         return await on_stored(ctx, record, WEBHOOKS_RETRY, WEBHOOKS_DEAD)
 
-    topology.agent(Agent("process", IMAGES_REQUESTED, each(process, DOWNLOADS_PER_EXTRACTION * ctx.settings.process_concurrency),
+    in_flight = DOWNLOADS_PER_EXTRACTION * ctx.settings.process_concurrency
+    topology.agent(Agent("process", IMAGES_REQUESTED, each(process, in_flight),
                          outputs=(IMAGES_PROCESSED, IMAGES_HASHES), batch_size=16))
     topology.agent(Agent("store", IMAGES_PROCESSED, store, outputs=(IMAGES_STORED,),
                          batch_size=500, batch_wait=0.05))

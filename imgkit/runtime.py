@@ -66,13 +66,13 @@ class Runtime:
     started: bool = field(default=False)
 
     async def submit(self, request: ImageRequested) -> None:
-        await self.runner.send(IMAGES_REQUESTED, request)  # type: ignore[arg-type]
+        await self.runner.send(IMAGES_REQUESTED, request)
 
     async def request_annotations(self, request: AnnotationRequested) -> None:
-        await self.runner.send(ANNOTATIONS_REQUESTED, request)  # type: ignore[arg-type]
+        await self.runner.send(ANNOTATIONS_REQUESTED, request)
 
     async def forget_hashes(self, account_id: str, image_id: str) -> None:
-        await self.runner.send(IMAGES_HASHES, ImageHashes(  # type: ignore[arg-type]
+        await self.runner.send(IMAGES_HASHES, ImageHashes(
             image_id=image_id, account_id=account_id, deleted=True))
 
     async def start(self) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from streams.delivery import handle_messages
 from streams.record import Record
-from streams.topology import Agent, Emit, Topic, Topology
+from streams.topology import Agent, Emit, R, Topic, Topology
 
 log = logging.getLogger("imgkit.streams.memory")
 
@@ -100,7 +100,7 @@ class MemoryRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    async def send(self, topic: Topic[Record], record: Record) -> None:
+    async def send(self, topic: Topic[R], record: R) -> None:
         await self._publish(topic.name, record, external=True)
 
     async def _publish(self, topic_name: str, record: Record, *, external: bool) -> None:

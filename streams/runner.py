@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from streams.record import Record
-from streams.topology import Topic
+from streams.topology import R, Topic
 
 
 class Runner(Protocol):
@@ -15,6 +14,6 @@ class Runner(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, topic: Topic[Record], record: Record) -> None:
+    async def send(self, topic: Topic[R], record: R) -> None:
         """Publish; waits (back-pressure) when the transport is saturated."""
         ...

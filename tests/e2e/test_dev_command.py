@@ -120,7 +120,8 @@ def test_images_pending_at_a_crash_are_processed_after_restart(tmp_path: Path, w
         restarted.stop()
 
 
-def imgkit(*args: str, data_dir: Path, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def imgkit(*args: str, data_dir: Path, stdin: str | None = None,
+           **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "imgkit.cli", *args], cwd=REPO, input=stdin,
                           env={**os.environ, "IMGKIT_DATA_DIR": str(data_dir), **env},
                           capture_output=True, text=True, timeout=120)

@@ -7,10 +7,11 @@ time in a test process; `stop()` closes storage before the next starts.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -33,6 +34,8 @@ class AppServer:
         self.settings = settings
         self.runtime: Runtime | None = None
 
+        self.runtime_loop: asyncio.AbstractEventLoop | None = None
+
         async def started(runtime: Runtime) -> None:
             self.runtime_loop = asyncio.get_running_loop()
             self.runtime = runtime
@@ -44,7 +47,6 @@ class AppServer:
                                 lifespan="on", timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.runtime_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -71,8 +73,9 @@ class AppServer:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
-    def call(self, coro_fn: Callable[[Runtime], Awaitable[Any]]) -> Any:
+    def call(self, coro_fn: Callable[[Runtime], Coroutine[Any, Any, Any]]) -> Any:
         """Run a coroutine on the server's own event loop (storage lives there)."""
         assert self.runtime is not None and self.runtime_loop is not None
-        future = asyncio.run_coroutine_threadsafe(coro_fn(self.runtime), self.runtime_loop)
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            coro_fn(self.runtime), self.runtime_loop)
         return future.result(timeout=60)
