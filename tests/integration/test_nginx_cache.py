@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from string import Template
 from urllib.parse import quote
@@ -70,12 +71,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RenderServer]
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def nginx(upstream: RenderServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def run_nginx(prefix: Path, upstream_port: int) -> Iterator[str]:
+    """Debian's nginx with deploy/nginx/ in front of 127.0.0.1:`upstream_port`; yields its base URL.
+
+    Also used by tests/e2e/test_render.py in front of the whole app.
+    """
     binary = nginx_binary()
-    prefix = tmp_path_factory.mktemp("nginx")
     port = free_port()
-    conf = render_config(prefix, upstream.port, port)
+    conf = render_config(prefix, upstream_port, port)
     # as root the workers would run as `nobody`, who cannot write into pytest's private temp dirs
     globals_ = "daemon off; master_process on;" + (" user root;" if os.geteuid() == 0 else "")
     command = [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "logs" / "error.log"),
@@ -103,6 +107,12 @@ def nginx(upstream: RenderServer, tmp_path_factory: pytest.TempPathFactory) -> I
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def nginx(upstream: RenderServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with run_nginx(tmp_path_factory.mktemp("nginx"), upstream.port) as url:
+        yield url
 
 
 def signed(path: str, **params: str) -> str:
