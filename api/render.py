@@ -118,10 +118,12 @@ def _source_url(pairs: list[tuple[str, str]]) -> str:
     return urls[0]
 
 
-async def _read(deps: RenderDeps, url: str) -> tuple[SourceLike, bytes]:
+async def _read(deps: RenderDeps, url: str, source: SourceLike | None = None
+                ) -> tuple[SourceLike, bytes]:
     """The source and its bytes; fetched again once if the cache evicted it in between."""
     for attempt in range(2):
-        source = await deps.source(url)
+        if source is None or attempt:
+            source = await deps.source(url)
         try:
             return source, await asyncio.to_thread(Path(source.path).read_bytes)
         except FileNotFoundError:
@@ -162,11 +164,12 @@ def build_render_router(deps: RenderDeps, settings: Settings | None = None) -> A
             options = parse_options([(k, v) for k, v in pairs if k not in _API_PARAMS],
                                     accept=request.headers.get("accept", ""),
                                     allowed_formats=config.render_formats)
-            source, data = await _read(deps, source_url)
+            source = await deps.source(source_url)
             etag = _etag(canonical(request.url.path, pairs), source.sha256, options.variant)
             headers = _cache_headers(etag, options)
             if _matches(request.headers.get("if-none-match"), etag):
-                return Response(status_code=304, headers=headers)
+                return Response(status_code=304, headers=headers)  # no read, no render
+            _, data = await _read(deps, source_url, source)
             rendered = await render(data, options, config)
         except ImgKitError as exc:
             return _error(exc)
