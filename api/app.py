@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import images
+from api import images, similar
 from api.annotations import router as annotations_router
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware, RateLimiter
@@ -64,6 +64,9 @@ def create_app(settings: Settings, mode: Mode = Mode.dev, runtime: Runtime | Non
         try:
             yield
         finally:
+            shards = getattr(app.state, "similarity_index", None)
+            if shards is not None:
+                await shards.aclose()
             await rt.stop()
 
     app = FastAPI(title="ImgKit", version=__version__, lifespan=lifespan,
@@ -72,6 +75,7 @@ def create_app(settings: Settings, mode: Mode = Mode.dev, runtime: Runtime | Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(images.router)
+    app.include_router(similar.router)
     app.include_router(annotations_router)
     deps = RuntimeDeps(app, settings)
     app.include_router(build_render_router(deps, settings))

@@ -126,6 +126,42 @@ def screenshot(port: Annotated[int | None, typer.Option("--port")] = None,
 
 
 @app.command()
+def index(
+    partitions: Annotated[str | None, typer.Option(
+        "--partitions", help="Partitions of <prefix>.images.hashes this shard owns, e.g. 0,1.")] = None,
+    shard: Annotated[int | None, typer.Option("--shard", help="This shard's number i (with --shards): "
+                                              "owns the partitions p with p % n == i.")] = None,
+    shards: Annotated[int | None, typer.Option("--shards", help="Number of shards n.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Overrides IMGKIT_INDEX_PORT.")] = None,
+    host: Host = None,
+    data_dir: DataDir = None,
+    snapshot: Annotated[Path | None, typer.Option(
+        "--snapshot", help="Snapshot file; default <data_dir>/index/<topic>.p<partitions>.npz.")] = None,
+    snapshot_interval: Annotated[float, typer.Option(
+        "--snapshot-interval", help="Seconds between snapshots (one is also written on shutdown).")] = 60.0,
+    rebuild_margin: Annotated[float, typer.Option(
+        "--rebuild-margin", help="Seconds of the hashes topic replayed before a rebuild from "
+        "ClickHouse, for images stored just after their hashes were published.")] = 300.0,
+) -> None:
+    """A near-duplicate index shard (cluster mode): consumes its partitions of the hashes
+    topic, snapshots itself with the offsets it applied, serves /similar to the API (list
+    the shards in the API's IMGKIT_INDEX_URLS). Internal: listen on a private network only."""
+    settings = _settings(index_port=port, host=host, data_dir=data_dir)
+    from index.feed import FeedOptions, parse_partitions
+    from index.http import serve
+
+    try:
+        options = FeedOptions(
+            partitions=parse_partitions(partitions) if partitions is not None else None,
+            shard=shard, shards=shards, snapshot_path=snapshot, snapshot_interval=snapshot_interval,
+            rebuild_margin=rebuild_margin)
+    except ImgKitError as exc:
+        typer.echo(f"imgkit: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    serve(settings, options, settings.host, settings.index_port)
+
+
+@app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Apply ClickHouse migrations (services also apply them on start)."""
     settings = _settings(data_dir=data_dir)

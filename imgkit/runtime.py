@@ -36,6 +36,7 @@ from imaging.source_cache import SourceCache
 from imgkit.accounts import AccountStore
 from imgkit.db import Database
 from imgkit.settings import BusKind, Settings
+from index.service import IndexService
 from schemas.events import AnnotationRequested, ExtractOptions, ImageHashes, ImageRequested
 from schemas.migrate import migrate
 from streams.memory import MemoryRunner
@@ -76,6 +77,9 @@ class Runtime:
             image_id=image_id, account_id=account_id, deleted=True))
 
     async def start(self) -> None:
+        if isinstance(self.context.index, IndexService):
+            # the in-process index is not persisted: chDB has every completed image's hashes
+            await self.context.index.load_from_database(self.db)
         await self.runner.start()
         self.started = True
         if self.mode is Mode.dev:
@@ -135,6 +139,8 @@ async def open_runtime(settings: Settings, mode: Mode) -> Runtime:
     context = AgentContext(settings=settings, db=db, accounts=accounts, sources=sources,
                            fetch_client=fetch_client, webhook_client=webhook_client,
                            cpu_gate=asyncio.Semaphore(settings.process_concurrency))
+    if mode is Mode.dev:
+        context.index = IndexService(settings.index_engine)
     topology = build_topology(context, TopologyOptions(index_in_process=mode is Mode.dev))
     runner = make_runner(settings, topology, mode)
     return Runtime(settings, mode, db, accounts, ImageStore.of(db), sources, context, topology, runner)
