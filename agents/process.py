@@ -91,7 +91,7 @@ async def process_image(ctx: AgentContext, request: ImageRequested, processed: T
         options = request.options
         async with ctx.cpu_gate:
             _, ex = await asyncio.gather(
-                asyncio.to_thread(ctx.sources.put, fetched.data),
+                asyncio.to_thread(ctx.sources.put, fetched.data, fetched.sha256),
                 asyncio.to_thread(extract, fetched.data, exif=options.exif, xmp=options.xmp,
                                   palette=options.palette, max_pixels=ctx.settings.max_pixels,
                                   checksum=fetched.sha256))

@@ -135,11 +135,11 @@ class ImageStore:
         return store
 
     async def _rows_by_id(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        # On the full primary key: `id IN (...)` alone would scan every account's granules.
         rows = await self.db.query(
-            f"SELECT {IMAGE_COLUMNS} FROM images FINAL WHERE id IN {{ids:Array(String)}}",
-            {"ids": sorted({image_id for _, image_id in keys})})
-        wanted = set(keys)
-        return {(r["account_id"], r["id"]): r for r in rows if (r["account_id"], r["id"]) in wanted}
+            f"SELECT {IMAGE_COLUMNS} FROM images FINAL "
+            "WHERE (account_id, id) IN {keys:Array(Tuple(String, String))}", {"keys": sorted(set(keys))})
+        return {(r["account_id"], r["id"]): r for r in rows}
 
     async def write_pending(self, request: ImageRequested, idempotency_key: str = "") -> None:
         await self.db.writer("images").write(pending_row(request, idempotency_key))

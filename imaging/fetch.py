@@ -52,6 +52,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpcore
+import httpcore._async.http11
 import httpx
 
 from imaging.guard import Resolver, check_url, resolve_checked
@@ -180,6 +181,11 @@ def make_client(settings: Settings, *, resolver: Resolver | None = None,
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
 
+
+# httpcore reads sockets 64 KiB at a time, each read a trip through anyio's cancel-scope
+# bookkeeping on the event loop; originals are megabytes, and 1 MiB reads measured 30% less
+# loop CPU per 2.6 MB download (6.7 -> 4.8 ms). Bodies are still bounded by fetch_max_bytes.
+httpcore._async.http11.AsyncHTTP11Connection.READ_NUM_BYTES = 1024 * 1024
 
 # --- the download ------------------------------------------------------------------------
 

@@ -140,9 +140,14 @@ class SourceCache:
             self._evict_locked(keep=None)
 
     # --- bytes by sha256 ----------------------------------------------------------------
-    def put(self, data: bytes) -> str:
-        """Store `data` (once) and return its sha256; evicts least recently used sources past the bound."""
-        sha = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        """Store `data` (once) and return its sha256; evicts least recently used sources past the bound.
+
+        `sha256` may be given when the caller computed it from these very bytes (the
+        downloader hashes while streaming): hashing a large original twice is a
+        measurable share of the pipeline's CPU per image.
+        """
+        sha = sha256 or hashlib.sha256(data).hexdigest()
         target = self._blob(sha)
         with self._lock:
             if sha in self._lru and self._touch_locked(sha):
@@ -256,7 +261,7 @@ class SourceCache:
 
     async def _fetch_and_store(self, url: str, fetcher: Fetcher) -> CachedSource:
         fetched = await fetcher(url)
-        sha = await asyncio.to_thread(self.put, fetched.data)
+        sha = await asyncio.to_thread(self.put, fetched.data, fetched.sha256 or None)
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO urls (url, sha256, final_url, content_type, filename, stored_at) "

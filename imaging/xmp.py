@@ -122,9 +122,9 @@ def parse_xmp(packet: bytes) -> dict[str, Any]:
 def _find_packets(data: bytes) -> tuple[bytes | None, dict[str, bytes]]:
     """The main packet and the Extended XMP packets by GUID (JPEG only)."""
     if data[:2] == b"\xff\xd8":
-        main, extended = _jpeg_packets(data)
-        if main is not None:
-            return main, extended
+        # XMP in a JPEG lives in APP1 segments only (XMP spec part 3), which the marker walk
+        # reads; scanning the compressed image data as well cost ~10 ms of GIL per 12 MP photo.
+        return _jpeg_packets(data)
     return _scan_packet(data), {}
 
 
@@ -167,8 +167,11 @@ _RDF_BLOCK = re.compile(rb"<rdf:RDF\b.*?</rdf:RDF\s*>", re.S)
 
 def _scan_packet(data: bytes) -> bytes | None:
     """A raw scan for the packet in any container (PNG iTXt, WebP, TIFF, GIF, PDF...)."""
-    for pattern in (_XMPMETA, _RDF_BLOCK):
-        match = pattern.search(data)
+    for opening, pattern in ((b"<x:xmpmeta", _XMPMETA), (b"<rdf:RDF", _RDF_BLOCK)):
+        start = data.find(opening)  # a plain find is memchr-fast; the regex only runs from there
+        if start < 0:
+            continue
+        match = pattern.search(data, start)
         if match is not None:
             return match.group(0)[:_MAX_PACKET]
     return None

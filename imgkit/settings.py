@@ -7,6 +7,7 @@ prints the README's settings table from them, so the table cannot drift.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -72,7 +73,9 @@ class Settings(BaseSettings):
     source_cache_max_bytes: int = Field(5 * 1024**3, ge=1024 * 1024, description="Source cache size; "
                                         "least recently used sources are evicted past it.")
     # --- processing ----------------------------------------------------------------------
-    process_concurrency: int = Field(2, ge=1, le=64, description="Images processed at once per worker.")
+    process_concurrency: int = Field(0, ge=0, le=64, description="Images decoded at once per worker "
+                                     "(downloads of 4x as many overlap). 0: CPU cores + 1, which keeps "
+                                     "the cores busy while other images wait on I/O.")
     process_max_attempts: int = Field(3, ge=1, le=20, description="Attempts for a transient "
                                       "processing failure before the image fails.")
     # --- webhooks ------------------------------------------------------------------------
@@ -178,6 +181,8 @@ class Settings(BaseSettings):
             self.clickhouse_url = f"chdb://{self.data_dir / 'clickhouse'}"
         if self.source_cache_dir is None:
             self.source_cache_dir = self.data_dir / "sources"
+        if self.process_concurrency == 0:
+            self.process_concurrency = (os.cpu_count() or 1) + 1
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
         return self
