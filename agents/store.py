@@ -8,13 +8,13 @@ one; reads use FINAL so they see the latest version only.
 
 from __future__ import annotations
 
-import json
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any
 
 from agents.annotate.store import AnnotationStore
+from agents.rows import from_json, latest_by, to_json, utc
 from imgkit.db import BatchLoader, Database, Row
 from schemas.events import (
     ErrorInfo,
@@ -33,27 +33,6 @@ IMAGE_COLUMNS = (
     "webhook_url, error_code, error_message")
 
 
-def _json(value: Any) -> str:
-    return "" if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _unjson(text: str) -> Any:
-    return json.loads(text) if text else None
-
-
-@overload
-def _utc(value: datetime) -> datetime: ...
-@overload
-def _utc(value: None) -> None: ...
-@overload
-def _utc(value: datetime | None) -> datetime | None: ...
-def _utc(value: datetime | None) -> datetime | None:
-    """ClickHouse returns naive UTC datetimes; EXIF times without an offset are kept as given."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _base_row(image_id: str, account_id: str, version: int) -> Row:
     return {"account_id": account_id, "id": image_id, "version": version, "deleted": 0,
             "final_url": "", "filename": "", "content_type": "", "checksum": "", "byte_size": 0,
@@ -66,10 +45,10 @@ def _base_row(image_id: str, account_id: str, version: int) -> Row:
 
 
 def pending_row(request: ImageRequested, idempotency_key: str = "") -> Row:
-    created = _utc(request.created_at or request.requested_at)
+    created = utc(request.created_at or request.requested_at)
     row = _base_row(request.image_id, request.account_id, revision())
     row.update(created_at=created, updated_at=created, status="pending", url=request.url,
-               passthrough=_json(request.passthrough), options=request.options.model_dump_json(),
+               passthrough=to_json(request.passthrough), options=request.options.model_dump_json(),
                webhook_url=request.webhook_url or "", idempotency_key=idempotency_key)
     return row
 
@@ -78,25 +57,25 @@ def processed_row(event: ImageProcessed) -> Row:
     row = _base_row(event.image_id, event.account_id, event.revision)
     f = event.exif_fields
     row.update(
-        created_at=_utc(event.created_at), updated_at=_utc(event.processed_at), status=event.status,
+        created_at=utc(event.created_at), updated_at=utc(event.processed_at), status=event.status,
         url=event.url, final_url=event.final_url or "", filename=event.filename or "",
         content_type=event.content_type or "", checksum=event.checksum or "",
         byte_size=event.byte_size or 0, width=event.width or 0, height=event.height or 0,
-        phash=event.phash or "", dhash=event.dhash or "", exif=_json(event.exif), xmp=_json(event.xmp),
-        palette=_json([c.model_dump() for c in event.palette] if event.palette is not None else None),
-        passthrough=_json(event.passthrough), options=event.options.model_dump_json(),
+        phash=event.phash or "", dhash=event.dhash or "", exif=to_json(event.exif), xmp=to_json(event.xmp),
+        palette=to_json([c.model_dump() for c in event.palette] if event.palette is not None else None),
+        passthrough=to_json(event.passthrough), options=event.options.model_dump_json(),
         webhook_url=event.webhook_url or "",
         error_code=event.error.code if event.error else "",
         error_message=event.error.message if event.error else "",
         camera_make=f.camera_make, camera_model=f.camera_model, lens_model=f.lens_model, iso=f.iso,
         f_number=f.f_number, exposure_time=f.exposure_time, focal_length=f.focal_length,
-        taken_at=_utc(f.taken_at), gps_latitude=f.gps_latitude, gps_longitude=f.gps_longitude,
+        taken_at=utc(f.taken_at), gps_latitude=f.gps_latitude, gps_longitude=f.gps_longitude,
         gps_altitude=f.gps_altitude)
     return row
 
 
 def stage_rows(event: ImageProcessed) -> list[Row]:
-    at = _utc(event.processed_at)
+    at = utc(event.processed_at)
     return [{"account_id": event.account_id, "image_id": event.image_id, "stage": s.stage,
              "outcome": s.outcome, "duration_ms": s.duration_ms, "error_code": s.error_code, "at": at}
             for s in event.stages]
@@ -104,16 +83,16 @@ def stage_rows(event: ImageProcessed) -> list[Row]:
 
 def to_resource(row: Row, annotations: dict[str, Any] | None = None) -> ImageResource:
     error = ErrorInfo(code=row["error_code"], message=row["error_message"]) if row["error_code"] else None
-    palette = _unjson(row["palette"])
+    palette = from_json(row["palette"])
     return ImageResource(
-        id=row["id"], created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
+        id=row["id"], created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]),
         status=row["status"], url=row["url"], final_url=row["final_url"] or None,
         filename=row["filename"] or None, content_type=row["content_type"] or None,
         checksum=row["checksum"] or None, byte_size=row["byte_size"] or None,
-        width=row["width"] or None, height=row["height"] or None, exif=_unjson(row["exif"]),
-        xmp=_unjson(row["xmp"]), phash=row["phash"] or None, dhash=row["dhash"] or None,
+        width=row["width"] or None, height=row["height"] or None, exif=from_json(row["exif"]),
+        xmp=from_json(row["xmp"]), phash=row["phash"] or None, dhash=row["dhash"] or None,
         palette=[PaletteColour(**c) for c in palette] if palette is not None else None,
-        passthrough=_unjson(row["passthrough"]), error=error, annotations=annotations)
+        passthrough=from_json(row["passthrough"]), error=error, annotations=annotations)
 
 
 _STORES: weakref.WeakKeyDictionary[Database, ImageStore] = weakref.WeakKeyDictionary()
@@ -196,12 +175,9 @@ class ImageStore:
 async def store_batch(images: ImageStore, events: Sequence[ImageProcessed],
                       stored: Topic[ImageStored]) -> Sequence[Emit]:
     """One insert for the whole batch, then one `stored` event per image (after the write)."""
-    latest: dict[str, ImageProcessed] = {}
-    for event in events:
-        if event.image_id not in latest or event.revision >= latest[event.image_id].revision:
-            latest[event.image_id] = event
-    await images.write_processed(list(latest.values()))
+    latest = latest_by(events, lambda e: e.image_id)
+    await images.write_processed(latest)
     return [Emit(stored, ImageStored(
         image_id=e.image_id, account_id=e.account_id, revision=e.revision,
         event_type="image.completed" if e.status == "completed" else "image.failed",
-        webhook_url=e.webhook_url)) for e in latest.values()]
+        webhook_url=e.webhook_url)) for e in latest]

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from agents.rows import latest_by, to_json, utc
 from imgkit.db import BatchLoader, Database, Row
 from schemas.annotation_requests import AnnotationRequestResource
 from schemas.annotations import Annotations, Feature
@@ -78,14 +79,6 @@ class CachedFeature:
     raw: dict[str, Any]
 
 
-def _json(value: Any) -> str:
-    return "" if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def raw_part(provider: str, feature: Feature, raw: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a provider's raw answer that belongs to `feature` (see RAW_KEYS)."""
     keys = RAW_KEYS.get(provider, {}).get(feature)
@@ -98,7 +91,7 @@ def _row(*, account_id: str, image_id: str, annotation_id: str, version: int, cr
          updated_at: datetime, status: str, provider: str = "", features: Iterable[Feature] = (),
          **values: Any) -> Row:
     row: Row = {"account_id": account_id, "image_id": image_id, "id": annotation_id, "version": version,
-                "deleted": 0, "created_at": _utc(created_at), "updated_at": _utc(updated_at),
+                "deleted": 0, "created_at": utc(created_at), "updated_at": utc(updated_at),
                 "status": status, "provider": provider, "features": [f.value for f in features],
                 "cached_features": [], "checksum": "", "source_url": "", "result": "", "raw": "",
                 "passthrough": "", "webhook_url": "", "error_code": "", "error_message": ""}
@@ -111,7 +104,7 @@ def pending_row(request: AnnotationRequested) -> Row:
                 annotation_id=request.annotation_id, version=revision(),
                 created_at=request.requested_at, updated_at=request.requested_at, status="pending",
                 provider=request.provider, features=request.features, checksum=request.checksum,
-                source_url=request.url, passthrough=_json(request.passthrough),
+                source_url=request.url, passthrough=to_json(request.passthrough),
                 webhook_url=request.webhook_url or "")
 
 
@@ -119,7 +112,7 @@ def completed_row(event: AnnotationCompleted) -> Row:
     result = raw = ""
     if event.annotations is not None:
         result = event.annotations.model_dump_json(exclude={"raw"})
-        raw = _json(event.annotations.raw)
+        raw = to_json(event.annotations.raw)
     fresh = set(event.fresh_features)
     return _row(account_id=event.account_id, image_id=event.image_id,
                 annotation_id=event.annotation_id, version=event.revision,
@@ -128,7 +121,7 @@ def completed_row(event: AnnotationCompleted) -> Row:
                 cached_features=[f.value for f in event.features if f not in fresh]
                 if event.status == "completed" else [],
                 checksum=event.checksum, source_url=event.url, result=result, raw=raw,
-                passthrough=_json(event.passthrough), webhook_url=event.webhook_url or "",
+                passthrough=to_json(event.passthrough), webhook_url=event.webhook_url or "",
                 error_code=event.error.code if event.error else "",
                 error_message=event.error.message if event.error else "")
 
@@ -140,8 +133,8 @@ def cache_rows(event: AnnotationCompleted) -> list[Row]:
     answer = event.annotations
     dumped = answer.model_dump(mode="json", exclude={"raw"})
     return [{"checksum": event.checksum, "provider": event.provider, "feature": f.value,
-             "version": event.revision, "result": _json(dumped[f.value]),
-             "raw": _json(raw_part(event.provider, f, answer.raw)), "created_at": _utc(event.completed_at)}
+             "version": event.revision, "result": to_json(dumped[f.value]),
+             "raw": to_json(raw_part(event.provider, f, answer.raw)), "created_at": utc(event.completed_at)}
             for f in event.fresh_features if dumped.get(f.value) is not None]
 
 
@@ -155,7 +148,7 @@ def to_request_resource(row: Row) -> AnnotationRequestResource:
         id=row["id"], image_id=row["image_id"], status=row["status"], provider=row["provider"],
         features=[Feature(f) for f in row["features"]],
         cached_features=[Feature(f) for f in row["cached_features"]],
-        created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
+        created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]),
         passthrough=json.loads(row["passthrough"]) if row["passthrough"] else None,
         annotations=annotations,
         error=ErrorInfo(code=row["error_code"], message=row["error_message"]) if row["error_code"] else None)
@@ -280,18 +273,15 @@ class AnnotationStore:
             checksum=r["checksum"], url=r["source_url"], provider=r["provider"],
             features=[Feature(f) for f in r["features"]],
             passthrough=json.loads(r["passthrough"]) if r["passthrough"] else None,
-            webhook_url=r["webhook_url"] or None, requested_at=_utc(r["created_at"])) for r in rows]
+            webhook_url=r["webhook_url"] or None, requested_at=utc(r["created_at"])) for r in rows]
 
 
 async def store_annotations(store: AnnotationStore, events: Sequence[AnnotationCompleted],
                             stored: Topic[AnnotationStored]) -> Sequence[Emit]:
     """One insert per table for the whole batch, then one `stored` event per request."""
-    latest: dict[str, AnnotationCompleted] = {}
-    for event in events:
-        if event.annotation_id not in latest or event.revision >= latest[event.annotation_id].revision:
-            latest[event.annotation_id] = event
-    await store.write_completed(list(latest.values()))
+    latest = latest_by(events, lambda e: e.annotation_id)
+    await store.write_completed(latest)
     return [Emit(stored, AnnotationStored(
         annotation_id=e.annotation_id, image_id=e.image_id, account_id=e.account_id,
         event_type="annotations.completed" if e.status == "completed" else "annotations.failed",
-        revision=e.revision, webhook_url=e.webhook_url)) for e in latest.values()]
+        revision=e.revision, webhook_url=e.webhook_url)) for e in latest]
