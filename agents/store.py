@@ -8,6 +8,7 @@ one; reads use FINAL so they see the latest version only.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +27,14 @@ from schemas.events import (
 )
 from schemas.images import ImageResource
 from streams.topology import Emit, Topic
+
+IMAGES_LINGER = 0.005
+"""Seconds a row of `images` waits for company: concurrent POSTs and every partition's
+store batch then share one insert (each chDB insert has a large fixed cost); a POST
+answers at most this much later."""
+
+STAGE_LOG_LINGER = 0.05
+"""Seconds stage-log rows wait to be inserted with others: nobody reads them at once."""
 
 IMAGE_COLUMNS = (
     "id, account_id, version, created_at, updated_at, status, url, final_url, filename, content_type, "
@@ -121,12 +130,15 @@ class ImageStore:
         return {(r["account_id"], r["id"]): r for r in rows}
 
     async def write_pending(self, request: ImageRequested, idempotency_key: str = "") -> None:
-        await self.db.writer("images").write(pending_row(request, idempotency_key))
+        await self.db.writer("images", linger=IMAGES_LINGER).write(pending_row(request, idempotency_key))
 
     async def write_processed(self, events: Sequence[ImageProcessed]) -> None:
-        await self.db.insert("images", [processed_row(e) for e in events])
-        stages = [row for e in events for row in stage_rows(e)]
-        await self.db.insert("stage_events", stages)
+        # Through the shared batchers: every partition's store batch, and the API's pending
+        # rows, share one insert per table (each chDB insert has a large fixed cost).
+        await asyncio.gather(
+            self.db.writer("images", linger=IMAGES_LINGER).write_many([processed_row(e) for e in events]),
+            self.db.writer("stage_events", linger=STAGE_LOG_LINGER).write_many(
+                [row for e in events for row in stage_rows(e)]))
 
     async def get_row(self, account_id: str, image_id: str) -> Row | None:
         return await self._by_id.load((account_id, image_id))

@@ -35,6 +35,9 @@ from streams.topology import Emit, Topic
 
 log = logging.getLogger("imgkit.agents.webhooks")
 
+ATTEMPT_LOG_LINGER = 0.05
+"""Seconds an attempt's log row waits to share an insert: deliveries run many at once."""
+
 MAX_WAIT_IN_AGENT = 300.0
 """A retry due later than this is re-queued instead of slept on, so a partition
 never sleeps for an hour on one delivery."""
@@ -104,7 +107,7 @@ async def deliver(ctx: AgentContext, delivery: WebhookDelivery, retry: Topic[Web
     settings = ctx.settings
     final = not ok and delivery.attempt >= settings.webhook_max_attempts
     outcome = "delivered" if ok else ("dead" if final else "retry")
-    await ctx.db.writer("webhook_attempts").write({
+    await ctx.db.writer("webhook_attempts", linger=ATTEMPT_LOG_LINGER).write({
         "account_id": delivery.account_id, "event_id": delivery.event_id,
         "event_type": delivery.event_type, "image_id": delivery.image_id, "url": delivery.url,
         "attempt": delivery.attempt, "status_code": status, "outcome": outcome, "error": error,

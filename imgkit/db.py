@@ -92,10 +92,11 @@ class Database:
         # chDB serialises anyway, so one thread; a server takes a few at once.
         self._executor = ThreadPoolExecutor(1 if self.embedded else 4, thread_name_prefix="clickhouse")
 
-    def writer(self, table: str) -> BatchWriter:
-        """The shared write-behind batcher of `table` (see BatchWriter)."""
+    def writer(self, table: str, linger: float = 0.0) -> BatchWriter:
+        """The shared write-behind batcher of `table` (see BatchWriter); `linger` is set by
+        the first caller: how long the first row of a batch may wait for company."""
         if table not in self._writers:
-            self._writers[table] = BatchWriter(self, table)
+            self._writers[table] = BatchWriter(self, table, linger=linger)
         return self._writers[table]
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -149,22 +150,33 @@ class BatchWriter:
     that arrive wait and go together in the next.
     """
 
-    def __init__(self, db: Database, table: str, max_rows: int = 1000) -> None:
+    def __init__(self, db: Database, table: str, max_rows: int = 1000, linger: float = 0.0) -> None:
         self.db = db
         self.table = table
         self.max_rows = max_rows
+        self.linger = linger  # seconds to wait for more rows before the first insert
         self._pending: list[tuple[Row, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def write(self, row: Row) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future))
+        await self.write_many([row])
+
+    async def write_many(self, rows: Sequence[Row]) -> None:
+        """Queue rows for the next insert and wait until it has stored them."""
+        if not rows:
+            return
+        loop = asyncio.get_running_loop()
+        futures = []
+        for row in rows:
+            future: asyncio.Future[None] = loop.create_future()
+            self._pending.append((row, future))
+            futures.append(future)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        await future
+        await asyncio.gather(*futures)
 
     async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let callers of this same tick join the first insert
+        await asyncio.sleep(self.linger)  # let concurrent callers join the first insert
         while self._pending:
             batch, self._pending = self._pending[:self.max_rows], self._pending[self.max_rows:]
             try:
