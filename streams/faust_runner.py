@@ -38,7 +38,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from imgkit.errors import ServiceUnavailable
 from imgkit.settings import Settings
 from streams.delivery import dead_letter_topic, handle_messages
 from streams.record import Record
@@ -56,6 +58,42 @@ DELIVERY_BACKOFF_MAX = 30.0
 
 #: Events buffered per agent and partition ahead of the batch being handled.
 WORKER_QUEUE_SIZE = 32
+
+
+TOPICS_READY_WITHIN = 60.0
+"""Seconds to wait for new topics to appear in the broker's metadata."""
+
+
+async def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication: int) -> None:
+    """Create `names` (existing ones are fine) and wait until the broker's metadata lists them.
+
+    Faust creates its source topics just before it subscribes, but the group's first
+    assignment can run before the new topics reach the broker's metadata: the assignor
+    then logs "Ignoring missing topic" and the agent gets no partitions until a metadata
+    refresh minutes later (seen in CI on a freshly started broker). Waiting here first
+    makes the first assignment complete.
+    """
+    missing = list(names)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        async with asyncio.timeout(TOPICS_READY_WITHIN):
+            existing = set(await admin.list_topics())
+            missing = [n for n in names if n not in existing]
+            if missing:
+                # Topics another process creates at the same moment come back as errors in the
+                # response (TopicAlreadyExists); the metadata poll below is what decides.
+                await admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
+            while missing:
+                existing = set(await admin.list_topics())
+                missing = [n for n in names if n not in existing]
+                if missing:
+                    await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise ServiceUnavailable(f"Kafka at {bootstrap} did not list topics {missing} within "
+                                 f"{TOPICS_READY_WITHIN:g} s", bootstrap=bootstrap) from None
+    finally:
+        await admin.close()
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -161,6 +199,8 @@ class FaustRunner:
         self.app = app
         started = time.monotonic()
         try:
+            await ensure_topics(self.settings.kafka_bootstrap, list(self._topics),
+                                self.settings.topic_partitions, self.replication)
             await app.start()
             # Sources were declared by the subscription; outputs and dead-letter topics are
             # declared here so that the first emit does not auto-create them with the
