@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -132,6 +132,13 @@ async def _read(deps: RenderDeps, url: str, source: SourceLike | None = None
     raise AssertionError("unreachable")
 
 
+_SIGNED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match)"},
+    403: {"description": "Unsigned or altered URL"},
+}
+"""OpenAPI answers every signed, cacheable render endpoint shares."""
+
+
 def build_render_router(deps: RenderDeps, settings: Settings | None = None) -> APIRouter:
     """The router serving `/thumbnail` and `/proxy`; `settings` defaults to the process's."""
     config = settings or get_settings()
@@ -139,8 +146,7 @@ def build_render_router(deps: RenderDeps, settings: Settings | None = None) -> A
 
     @router.get("/thumbnail", summary="Thumbnail of an image (signed URL)", response_class=Response,
                 responses={200: {"content": {f"image/{f}": {} for f in ("jpeg", "png", "webp", "avif")}},
-                           304: {"description": "Not modified (If-None-Match)"},
-                           403: {"description": "Unsigned or altered URL"},
+                           **_SIGNED_RESPONSES,
                            422: {"description": "Bad option, or the source is not a usable image"}})
     async def thumbnail(
         request: Request,
@@ -177,8 +183,7 @@ def build_render_router(deps: RenderDeps, settings: Settings | None = None) -> A
 
     @router.get("/proxy", summary="The original image, as downloaded (signed URL)",
                 response_class=Response,
-                responses={304: {"description": "Not modified (If-None-Match)"},
-                           403: {"description": "Unsigned or altered URL"},
+                responses={**_SIGNED_RESPONSES,
                            422: {"description": "The source is not a raster image"}})
     async def proxy(
         request: Request,

@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imaging.fetch import Fetched
+from imgkit.files import write_atomic
 from imgkit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,17 +152,7 @@ class SourceCache:
         with self._lock:
             if sha in self._lru and self._touch_locked(sha):
                 return sha
-        target.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, lambda out: out.write(data), temp_prefix=_TMP_PREFIX)
         with self._lock:
             if sha not in self._lru:
                 self._lru[sha] = len(data)

@@ -17,8 +17,6 @@ dict that would not come back equal is refused at save time rather than at resta
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from imgkit.errors import ImgKitError
+from imgkit.files import write_atomic
 from index.engine import HashIndex, as_hash_array, as_id_bytes
 from index.registry import IndexSet
 
@@ -61,23 +60,8 @@ def _encode_metadata(metadata: dict[str, Any]) -> np.ndarray:
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path = Path(path)
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)  # type: ignore[arg-type]
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, lambda handle: np.savez(handle, **arrays),  # type: ignore[arg-type]
+                 temp_prefix=f".{path.name}.", sync_directory=True)
 
 
 def save_snapshot(path: str | Path, index: HashIndex, metadata: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from imgkit.accounts import NewAccount
-from imgkit.runtime import Mode, Runtime
-from imgkit.settings import load_settings
-from tests.support.app_server import AppServer, free_port
+from tests.support.app_server import AppServer
 from tests.support.fake_vision import FakeVision
 from tests.support.http_server import HTTPTestServer
 from tests.support.images import jpeg
+from tests.support.stack import start_app
 from tests.support.webhooks import Delivery, WebhookReceiver
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -68,27 +66,12 @@ def make_stack(request: pytest.FixtureRequest, tmp_path: Path,
         hooks = WebhookReceiver().start()
         vision = FakeVision().start()
         cleanup.extend([web.stop, hooks.stop, vision.stop])
-        accounts: dict[str, NewAccount] = {}
-
-        async def create_accounts(runtime: Runtime) -> None:
-            accounts["alice"] = await runtime.accounts.create("alice", hooks.url("/alice"))
-            accounts["bob"] = await runtime.accounts.create("bob", hooks.url("/bob"))
-
-        overrides: dict[str, Any] = dict(
-            data_dir=tmp_path / "data", port=free_port(), fetch_allow_private=True,
-            webhook_allow_private=True, webhook_backoff_base=0.2, fetch_timeout=5.0,
-            log_format="console", google_vision_endpoint=vision.endpoint,
-            annotate_backoff_base=0.01, annotate_backoff_max=0.05, annotate_max_attempts=3)
-        overrides.update(settings)
-        if kafka:
-            overrides.update(bus="kafka", kafka_bootstrap=kafka,
-                             topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
-        mode = Mode.combined if kafka else Mode.dev
-        app = AppServer(load_settings(**overrides), mode, create_accounts).start(timeout=120)
+        defaults: dict[str, Any] = dict(
+            fetch_timeout=5.0, google_vision_endpoint=vision.endpoint, annotate_backoff_base=0.01,
+            annotate_backoff_max=0.05, annotate_max_attempts=3)
+        app, alice, bob = start_app(tmp_path, hooks, kafka, **{**defaults, **settings})
         cleanup.insert(0, app.stop)
-        for name in ("alice", "bob"):
-            hooks.secrets[f"/{name}"] = accounts[name].account.signing_secret
-        return Stack(app, web, hooks, vision, accounts["alice"], accounts["bob"])
+        return Stack(app, web, hooks, vision, alice, bob)
 
     try:
         yield build

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,10 @@ from typing import Any
 import pytest
 
 from imgkit.accounts import NewAccount
-from imgkit.runtime import Mode, Runtime
-from imgkit.settings import load_settings
-from tests.support.app_server import AppServer, free_port
+from tests.support.app_server import AppServer
 from tests.support.http_server import HTTPTestServer
 from tests.support.images import jpeg, png
+from tests.support.stack import start_app
 from tests.support.webhooks import WebhookReceiver
 
 
@@ -36,28 +34,14 @@ class Stack:
     bob: NewAccount
 
 
-def make_stack(tmp_path: Path, mode: Mode, kafka: str | None) -> Iterator[Stack]:
+def make_stack(tmp_path: Path, kafka: str | None) -> Iterator[Stack]:
     web = HTTPTestServer().start()
     hooks = WebhookReceiver().start()
-    accounts: dict[str, NewAccount] = {}
-
-    async def create_accounts(runtime: Runtime) -> None:
-        accounts["alice"] = await runtime.accounts.create("alice", hooks.url("/alice"))
-        accounts["bob"] = await runtime.accounts.create("bob", hooks.url("/bob"))
-
-    overrides: dict[str, Any] = dict(
-        data_dir=tmp_path / "data", port=free_port(), fetch_allow_private=True,
-        webhook_allow_private=True, webhook_backoff_base=0.2, webhook_max_attempts=3,
-        fetch_timeout=2.0, fetch_max_bytes=3_000_000, max_pixels=20_000_000,
-        rate_limit_per_minute=120, log_format="console")
-    if kafka:
-        overrides.update(bus="kafka", kafka_bootstrap=kafka,
-                         topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
-    app = AppServer(load_settings(**overrides), mode, create_accounts).start(timeout=120)
-    for name in ("alice", "bob"):
-        hooks.secrets[f"/{name}"] = accounts[name].account.signing_secret
+    app, alice, bob = start_app(
+        tmp_path, hooks, kafka, webhook_max_attempts=3, fetch_timeout=2.0,
+        fetch_max_bytes=3_000_000, max_pixels=20_000_000, rate_limit_per_minute=120)
     try:
-        yield Stack(app, web, hooks, accounts["alice"], accounts["bob"])
+        yield Stack(app, web, hooks, alice, bob)
     finally:
         app.stop()
         web.stop()
@@ -67,10 +51,10 @@ def make_stack(tmp_path: Path, mode: Mode, kafka: str | None) -> Iterator[Stack]
 @pytest.fixture(params=["dev", "kafka"])
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     if request.param == "dev":
-        yield from make_stack(tmp_path, Mode.dev, None)
+        yield from make_stack(tmp_path, None)
     else:
         kafka = request.getfixturevalue("kafka_bootstrap")
-        yield from make_stack(tmp_path, Mode.combined, kafka)
+        yield from make_stack(tmp_path, kafka)
 
 
 def completed_event(stack: Stack, account: str, image_id: str) -> dict[str, Any]:
