@@ -26,7 +26,8 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from imaging.render import RenderOptions, parse_options, render
+from imaging.render import Rendered, RenderOptions, parse_options, render
+from imaging.render.decoded import DecodedCache
 from imaging.render.options import OutputFormat
 from imaging.sniff import sniff_mime
 from imgkit.errors import BadRequest, Forbidden, ImageError, ImgKitError
@@ -118,14 +119,18 @@ def _source_url(pairs: list[tuple[str, str]]) -> str:
     return urls[0]
 
 
-async def _read(deps: RenderDeps, url: str, source: SourceLike | None = None
-                ) -> tuple[SourceLike, bytes]:
-    """The source and its bytes; fetched again once if the cache evicted it in between."""
+async def _render(deps: RenderDeps, url: str, source: SourceLike, options: RenderOptions,
+                  settings: Settings, decoded: DecodedCache) -> Rendered:
+    """Render `source`, read from the cache file only if the decoded cache cannot serve it.
+
+    A source evicted between the lookup and the read is fetched again, once.
+    """
     for attempt in range(2):
-        if source is None or attempt:
+        if attempt:
             source = await deps.source(url)
         try:
-            return source, await asyncio.to_thread(Path(source.path).read_bytes)
+            return await render(Path(source.path).read_bytes, options, settings,
+                                source_key=source.sha256, decoded=decoded)
         except FileNotFoundError:
             if attempt:
                 raise
@@ -142,6 +147,7 @@ _SIGNED_RESPONSES: dict[int | str, dict[str, Any]] = {
 def build_render_router(deps: RenderDeps, settings: Settings | None = None) -> APIRouter:
     """The router serving `/thumbnail` and `/proxy`; `settings` defaults to the process's."""
     config = settings or get_settings()
+    decoded = DecodedCache(config.render_decoded_cache_bytes)  # this router's renders share it
     router = APIRouter(tags=["render"])
 
     @router.get("/thumbnail", summary="Thumbnail of an image (signed URL)", response_class=Response,
@@ -175,8 +181,9 @@ def build_render_router(deps: RenderDeps, settings: Settings | None = None) -> A
             headers = _cache_headers(etag, options)
             if _matches(request.headers.get("if-none-match"), etag):
                 return Response(status_code=304, headers=headers)  # no read, no render
-            _, data = await _read(deps, source_url, source)
-            rendered = await render(data, options, config)
+            rendered = await _render(deps, source_url, source, options, config, decoded)
+        except FileNotFoundError:
+            return _error(_evicted())
         except ImgKitError as exc:
             return _error(exc)
         return Response(rendered.data, media_type=rendered.content_type, headers=headers)
@@ -207,13 +214,17 @@ def build_render_router(deps: RenderDeps, settings: Settings | None = None) -> A
             if _matches(request.headers.get("if-none-match"), etag):
                 return Response(status_code=304, headers=headers)
         except FileNotFoundError:
-            return _error(ImgKitError("the source was evicted while being served; retry", status=503,
-                                      code="source_evicted"))
+            return _error(_evicted())
         except ImgKitError as exc:
             return _error(exc)
         return FileResponse(source.path, media_type=media_type, headers=headers)
 
     return router
+
+
+def _evicted() -> ImgKitError:
+    return ImgKitError("the source was evicted while being served; retry", status=503,
+                       code="source_evicted")
 
 
 def _head(path: Path) -> bytes:

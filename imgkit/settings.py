@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         ["jpeg", "png", "webp", "avif"], description="Output formats allowed (comma-separated).")
     render_timeout: float = Field(10.0, gt=0, description="Seconds a thumbnail may take, queueing "
                                   "included; past it the render stops with 503.")
+    render_decoded_cache_bytes: int = Field(256 * 2**20, ge=0, description="Memory for decoded "
+                                            "sources, so the variants of one source share one decode "
+                                            "(0 turns it off).")
     screenshot_url: str = Field("http://127.0.0.1:8300", description="Base URL of the screenshot "
                                 "service (`imgkit screenshot`).")
     screenshot_host: str = Field("127.0.0.1", description="Address `imgkit screenshot` listens on.")

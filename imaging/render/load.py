@@ -7,7 +7,10 @@ planned size (what Pillow's `draft()` does). libvips's own `thumbnail` leaves a
 further factor of two, which measured ~15% slower for a 400 px thumbnail of a
 24 MP JPEG with no visible gain (tests/bench/bench_render.py). Access is
 sequential: the image streams through the pipeline in strips, never whole in
-memory. Only the first frame of animations is loaded (libvips's default).
+memory, unless the decoded cache keeps the result (imaging/render/decoded.py):
+then it is decoded whole once, and later renders of the same source at the same
+scale start from it. Only the first frame of animations is loaded (libvips's
+default).
 """
 
 from __future__ import annotations
@@ -32,11 +35,23 @@ def load_shrink(loader: str, source: tuple[int, int], planned: tuple[int, int]) 
 
 
 def scale_on_load(ctx: RenderContext) -> None:
-    """Fill image with the decoded (lazily) first frame."""
+    """Fill image with the decoded first frame: lazily, or from (and into) the decoded cache."""
     options = load_shrink(ctx.loader, (ctx.source_width, ctx.source_height),
                           (ctx.resize_width, ctx.resize_height))
+    cache = ctx.cache()
+    key = cache.key(ctx.source_key, options) if cache is not None else None
+    if cache is not None and key is not None:
+        cached = cache.get(key)
+        if cached is not None:
+            ctx.image = cached
+            return
     try:
-        ctx.image = pyvips.Image.new_from_buffer(ctx.source, "", access="sequential", **options)
+        image = pyvips.Image.new_from_buffer(ctx.source_bytes(), "", access="sequential", **options)
+        if cache is not None and key is not None and cache.fits(image):
+            # decoded whole now rather than strip by strip in `encode`: same pixels, kept for the next
+            image = image.copy_memory()
+            cache.put(key, image)
     except pyvips.Error as exc:
         detail = (exc.detail or exc.message or "unknown error").strip().splitlines()[0]
         raise ImageError(f"the source could not be decoded: {detail}") from None
+    ctx.image = image

@@ -21,6 +21,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pyvips
 
@@ -28,6 +29,7 @@ from imaging.render.choose_format import choose_format
 from imaging.render.colour import colour
 from imaging.render.context import RenderContext
 from imaging.render.crop import crop
+from imaging.render.decoded import DecodedCache
 from imaging.render.encode import encode
 from imaging.render.errors import ImageError, RenderTimeout
 from imaging.render.finalize import finalize
@@ -80,13 +82,24 @@ def run_steps(ctx: RenderContext, steps: list[Step], deadline: float) -> RenderC
     return ctx
 
 
-def render_sync(source: bytes, options: RenderOptions, settings: Settings,
-                deadline: float | None = None) -> Rendered:
-    """Render in the calling thread (for workers and tests); `deadline` is a time.monotonic value."""
-    if not source:
+SourceBytes = bytes | Callable[[], bytes]
+"""The encoded source, or a function reading it (called at most once, only if a step needs it)."""
+
+
+def render_sync(source: SourceBytes, options: RenderOptions, settings: Settings,
+                deadline: float | None = None, *, source_key: str = "",
+                decoded: DecodedCache | None = None) -> Rendered:
+    """Render in the calling thread (for workers and tests); `deadline` is a time.monotonic value.
+
+    With `decoded` and the source's sha256 as `source_key`, renders of one source share
+    its header and decoded levels (imaging/render/decoded.py); the output is the same.
+    """
+    data, reader = (b"", source) if callable(source) else (source, None)
+    if not data and reader is None:
         raise ImageError("the source is empty")
-    ctx = RenderContext(source=source, options=options, max_pixels=settings.max_pixels,
-                        max_output_pixels=settings.render_max_output_pixels)
+    ctx = RenderContext(source=data, options=options, max_pixels=settings.max_pixels,
+                        max_output_pixels=settings.render_max_output_pixels, source_key=source_key,
+                        decoded=decoded, read_source=reader)
     run_steps(ctx, STEPS, deadline if deadline is not None else time.monotonic() + settings.render_timeout)
     image = ctx.current()
     return Rendered(data=ctx.data, content_type=CONTENT_TYPES[ctx.output_format],
@@ -106,7 +119,8 @@ def _gate(size: int) -> asyncio.Semaphore:
     return gate
 
 
-async def render(source: bytes, options: RenderOptions, settings: Settings) -> Rendered:
+async def render(source: SourceBytes, options: RenderOptions, settings: Settings, *,
+                 source_key: str = "", decoded: DecodedCache | None = None) -> Rendered:
     """Render a thumbnail off the event loop, at most `settings.render_concurrency` at a time."""
     deadline = time.monotonic() + settings.render_timeout
     gate = _gate(settings.render_concurrency)
@@ -115,6 +129,7 @@ async def render(source: bytes, options: RenderOptions, settings: Settings) -> R
             await gate.acquire()
     except TimeoutError:
         raise RenderTimeout("too many renders are queued; try again shortly") from None
-    job = asyncio.ensure_future(asyncio.to_thread(render_sync, source, options, settings, deadline))
+    job = asyncio.ensure_future(asyncio.to_thread(
+        partial(render_sync, source, options, settings, deadline, source_key=source_key, decoded=decoded)))
     job.add_done_callback(lambda _: gate.release())  # a thread cannot be interrupted: the slot is
     return await asyncio.shield(job)  # held until it ends, even when the request is cancelled

@@ -97,9 +97,9 @@ def test_etag_and_304_without_rendering(client: httpx.Client, monkeypatch: pytes
     renders: list[object] = []
     real = api.render.render
 
-    async def counting(*args: object) -> object:
+    async def counting(*args: object, **kwargs: object) -> object:
         renders.append(args)
-        return await real(*args)  # type: ignore[arg-type]
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(api.render, "render", counting)
     again = client.get(url, headers={"If-None-Match": f'"other", {etag}'})

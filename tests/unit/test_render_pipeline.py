@@ -131,7 +131,7 @@ async def test_render_runs_in_threads_at_most_render_concurrency_at_once(
     settings.render_concurrency = 2
     active, peak, lock = 0, 0, threading.Lock()
 
-    def fake_render(*args: object) -> str:
+    def fake_render(*args: object, **kwargs: object) -> str:
         nonlocal active, peak
         with lock:
             active += 1
@@ -150,7 +150,7 @@ async def test_render_runs_in_threads_at_most_render_concurrency_at_once(
 async def test_render_gives_up_when_the_queue_outlasts_the_timeout(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     settings.render_concurrency, settings.render_timeout = 1, 0.1
-    monkeypatch.setattr(pipeline_module, "render_sync", lambda *a: time.sleep(0.3))
+    monkeypatch.setattr(pipeline_module, "render_sync", lambda *a, **k: time.sleep(0.3))
     first = asyncio.ensure_future(render(b"x", parse_options({}), settings))
     await asyncio.sleep(0.01)
     with pytest.raises(RenderTimeout, match="queued"):
