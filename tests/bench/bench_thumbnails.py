@@ -12,6 +12,9 @@ JPEG (6000x4000, textured, q 90, ~9 MB; tests/bench/bench_render.py makes it):
   ImgKit's own pipeline (`render_sync`) in-process is shown beside it.
 - ImgKit: `imgkit dev` as a subprocess (IMGKIT_FETCH_ALLOW_PRIVATE=true, default
   IMGKIT_RENDER_CONCURRENCY=2), requests straight to it (no nginx: every request renders).
+  Twice: as configured by default, and with IMGKIT_RENDER_DECODED_CACHE_BYTES=0, which
+  turns off the decoded cache (imaging/render/decoded.py) so that every request decodes
+  the source, like the bare call does.
 - thumbor (PyPI, in its own venv under <repo>/.cache/thumbor-venv, installed on
   first run): `/unsafe/400x0/filters:format(...):quality(80)/<source>`, PIL engine,
   ENGINE_THREADPOOL_SIZE=2 (one thread per core, like ImgKit's render concurrency),
@@ -22,13 +25,13 @@ The source is served by Debian's nginx (a separate process, sendfile) on
 loopback, which answers any path with the photo and logs every request, so the
 number of downloads is counted, not assumed.
 
-- cold: every request names a distinct source URL (`/cold/<uuid>.jpg`), so both
-  services download the 9 MB source on every request (ImgKit's cache is keyed by
-  URL, then content-addressed: the blob is the same file, but the download,
-  sha256 and the URL row happen each time; thumbor writes each original to its
-  file storage).
-- warm: one source URL, fetched once before the cell; every timed request
-  renders from the cached source.
+- cold: every request names a distinct source URL (`/cold/<uuid>.jpg`), and nginx
+  appends that path after the JPEG's end-of-image marker (decoders ignore it), so
+  every request downloads, stores and decodes a source never seen before: distinct
+  bytes, so no content-addressed cache can help.
+- warm: one source URL, fetched once before the cell; every timed request renders
+  from the cached source, at one of 32 widths (384..415 px, mean 400) so that most
+  requests ask for a thumbnail not asked for before.
 
 Load: httpx.AsyncClient from this process, C concurrent clients each sending
 the next request as soon as the previous one is answered, a fixed number of
@@ -58,7 +61,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -78,7 +81,14 @@ from tests.support.app_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 THUMBOR_VENV = REPO / ".cache" / "thumbor-venv"
+IMGKIT = "ImgKit (`imgkit dev`)"
+IMGKIT_NO_DECODED = "ImgKit, decoded cache off"
+IMGKIT_CONFIGS: tuple[tuple[str, dict[str, str]], ...] = (
+    (IMGKIT, {}), (IMGKIT_NO_DECODED, {"IMGKIT_RENDER_DECODED_CACHE_BYTES": "0"}))
+"""The ImgKit servers measured: as configured by default, and decoding on every request."""
 WIDTH = 400
+WARM_WIDTHS = tuple(range(384, 416))
+"""Widths of the warm requests, in turn: distinct thumbnails of one source, mean 400 px."""
 QUALITY = 80
 FORMATS = ("webp", "jpeg")
 CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg"}
@@ -231,7 +241,12 @@ http {{
   access_log {self.access_log}; default_type image/jpeg; sendfile on; keepalive_requests 100000;
   client_body_temp_path {directory}/temp; proxy_temp_path {directory}/temp;
   fastcgi_temp_path {directory}/temp; uwsgi_temp_path {directory}/temp; scgi_temp_path {directory}/temp;
-  server {{ listen 127.0.0.1:{self.port}; root {directory}/www; location / {{ try_files /photo.jpg =404; }} }}
+  server {{
+    listen 127.0.0.1:{self.port}; root {directory}/www;
+    location = /tag {{ internal; default_type text/plain; return 200 "$request_uri"; }}
+    location /cold/ {{ addition_types image/jpeg; add_after_body /tag; try_files /photo.jpg =404; }}
+    location / {{ try_files /photo.jpg =404; }}
+  }}
 }}""")
         self.process = subprocess.Popen([nginx_binary(), "-p", str(directory), "-c", str(conf), "-e",
                                          str(directory / "logs" / "error.log")])
@@ -272,9 +287,11 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) ->
 
 
 @contextmanager
-def imgkit_server(data_dir: Path, log: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
+def imgkit_server(data_dir: Path, log: Path, extra_env: dict[str, str] | None = None
+                  ) -> Iterator[tuple[str, int, dict[str, str]]]:
     port = free_port()
-    env = {**os.environ, "IMGKIT_FETCH_ALLOW_PRIVATE": "true", "IMGKIT_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "IMGKIT_FETCH_ALLOW_PRIVATE": "true", "IMGKIT_LOG_LEVEL": "WARNING",
+           **(extra_env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "imgkit.cli", "dev", "--port", str(port),
                                     "--data-dir", str(data_dir)], env=env, cwd=REPO, stdout=out,
@@ -335,13 +352,13 @@ HTTP_LOADER_MAX_CLIENTS = 64
         stop_process(process)
 
 
-def imgkit_path(creds: dict[str, str], source: str, fmt: str) -> str:
-    query = f"url={quote(source, safe='')}&w={WIDTH}&format={fmt}&q={QUALITY}"
+def imgkit_path(creds: dict[str, str], source: str, fmt: str, width: int = WIDTH) -> str:
+    query = f"url={quote(source, safe='')}&w={width}&format={fmt}&q={QUALITY}"
     return sign_url(f"/thumbnail?{query}", creds["account_id"], creds["signing_secret"])
 
 
-def thumbor_path(source: str, fmt: str) -> str:
-    return f"/unsafe/{WIDTH}x0/filters:format({fmt}):quality({QUALITY})/{source.removeprefix('http://')}"
+def thumbor_path(source: str, fmt: str, width: int = WIDTH) -> str:
+    return f"/unsafe/{width}x0/filters:format({fmt}):quality({QUALITY})/{source.removeprefix('http://')}"
 
 
 def check_output(base: str, path: str, fmt: str) -> str:
@@ -387,12 +404,16 @@ def main() -> None:
         tmp = Path(tmp_name)
         source = Source(photo, tmp / "source")
         try:
-            with imgkit_server(tmp / "imgkit", tmp / "imgkit.log") as (ik_base, ik_pid, creds), \
-                    (thumbor_server(thumbor, tmp / "thumbor", tmp / "thumbor.log") if thumbor
-                     else _nothing()) as th:
+            with ExitStack() as stack:
+                imgkits = [(name, *stack.enter_context(
+                    imgkit_server(tmp / f"imgkit{i}", tmp / f"imgkit{i}.log", env)))
+                    for i, (name, env) in enumerate(IMGKIT_CONFIGS)]
+                th = stack.enter_context(thumbor_server(thumbor, tmp / "thumbor", tmp / "thumbor.log")) \
+                    if thumbor else None
                 for fmt in FORMATS:
                     warm_source = source.url(f"/warm-{fmt}.jpg")
-                    sizes[f"ImgKit {fmt}"] = check_output(ik_base, imgkit_path(creds, warm_source, fmt), fmt)
+                    for name, base, _pid, creds in imgkits:
+                        sizes[f"{name} {fmt}"] = check_output(base, imgkit_path(creds, warm_source, fmt), fmt)
                     if th:
                         sizes[f"thumbor {fmt}"] = check_output(th[0], thumbor_path(warm_source, fmt), fmt)
                     variants = bare_variants(fmt)
@@ -406,9 +427,9 @@ def main() -> None:
                         rows.append((fmt, clients, f"bare: {best}", "in memory", cells[best]))
                         rows.append((fmt, clients, "ImgKit pipeline in-process (render_sync)", "in memory",
                                      cells["imgkit render_sync"]))
-                        servers: list[tuple[str, str, int, Callable[[str], str]]] = [
-                            ("ImgKit (`imgkit dev`)", ik_base, ik_pid,
-                             partial(imgkit_path, creds, fmt=fmt))]
+                        servers: list[tuple[str, str, int, Callable[..., str]]] = [
+                            (name, base, pid, partial(imgkit_path, creds, fmt=fmt))
+                            for name, base, pid, creds in imgkits]
                         if th:
                             servers.append(("thumbor", th[0], th[1], partial(thumbor_path, fmt=fmt)))
                         for name, base, pid, make in servers:
@@ -419,7 +440,9 @@ def main() -> None:
                             cell.note = (cell.note + f" {got} downloads for {n} requests").strip()
                             rows.append((fmt, clients, name, "cold", cell))
                             before = source.downloads()
-                            cell = load(base, [make(warm_source)] * n, clients, fmt, pid, args.max_seconds)
+                            warm = [make(warm_source, width=WARM_WIDTHS[i % len(WARM_WIDTHS)])
+                                    for i in range(n)]
+                            cell = load(base, warm, clients, fmt, pid, args.max_seconds)
                             if source.downloads() != before:
                                 cell.note = (cell.note + f" {source.downloads() - before} downloads!").strip()
                             rows.append((fmt, clients, name, "warm", cell))
@@ -427,11 +450,6 @@ def main() -> None:
             source.stop()
 
     print_report(rows, sizes, thumbor_error, args.requests)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
 
 
 def fmt_ms(value: float | None) -> str:
@@ -451,21 +469,23 @@ def print_report(rows: list[tuple[str, int, str, str, Cell]], sizes: dict[str, s
         rss = "—" if cell.rss_mb is None else f"{cell.rss_mb:.0f}"
         print(f"| {fmt} | {clients} | {name} | {cache} | {cell.rps:.1f} | {fmt_ms(cell.p50)} | "
               f"{fmt_ms(cell.p99)} | {rss} | {relative} | {cell.note} |")
-    print("\nTargets (overhead = bare req/s / ImgKit warm req/s - 1, i.e. extra time per request):\n")
-    print("| format | clients | ImgKit warm overhead (< 20%) | ImgKit / thumbor, warm (>= 2x) | "
-          "ImgKit / thumbor, cold (>= 2x) |")
-    print("|---|---:|---:|---:|---:|")
+    print("\nTargets (overhead = bare req/s / ImgKit warm req/s - 1, i.e. extra time per request; "
+          "negative: faster than the bare call):\n")
+    print("| format | clients | ImgKit warm overhead (< 20%) | same, decoded cache off | "
+          "ImgKit / thumbor, warm (>= 2x) | same, decoded cache off | ImgKit / thumbor, cold (>= 2x) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for fmt in FORMATS:
         for clients in sorted({c for f, c, *_ in rows if f == fmt}):
             bare_rps = index[(fmt, clients, "bare", "in memory")].rps
-            warm = index[(fmt, clients, "ImgKit (`imgkit dev`)", "warm")].rps
-            overhead = f"{bare_rps / warm - 1:+.0%}" if warm else "—"
-            ratios = []
-            for cache in ("warm", "cold"):
+            cells: list[str] = []
+            for server in (IMGKIT, IMGKIT_NO_DECODED):
+                warm = index[(fmt, clients, server, "warm")].rps
+                cells.append(f"{bare_rps / warm - 1:+.0%}" if warm else "—")
+            for server, cache in ((IMGKIT, "warm"), (IMGKIT_NO_DECODED, "warm"), (IMGKIT, "cold")):
                 theirs = index.get((fmt, clients, "thumbor", cache))
-                ours = index[(fmt, clients, "ImgKit (`imgkit dev`)", cache)].rps
-                ratios.append(f"{ours / theirs.rps:.2f}x" if theirs and theirs.rps else "—")
-            print(f"| {fmt} | {clients} | {overhead} | {ratios[0]} | {ratios[1]} |")
+                ours = index[(fmt, clients, server, cache)].rps
+                cells.append(f"{ours / theirs.rps:.2f}x" if theirs and theirs.rps else "—")
+            print(f"| {fmt} | {clients} | " + " | ".join(cells) + " |")
     print("\nOutputs: " + "; ".join(f"{k}: {v}" for k, v in sizes.items()))
     if thumbor_error:
         print(f"\nthumbor could not be installed, so it is not in the table:\n```\n{thumbor_error}\n```")
