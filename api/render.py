@@ -56,6 +56,11 @@ class SourceLike(Protocol):
     @property
     def path(self) -> Path: ...
 
+    @property
+    def data(self) -> bytes | None:
+        """The bytes, when they are in memory already (just downloaded); else None: read `path`."""
+        ...
+
 
 class RenderDeps(Protocol):
     """What the application provides to the render router."""
@@ -121,7 +126,8 @@ def _source_url(pairs: list[tuple[str, str]]) -> str:
 
 async def _render(deps: RenderDeps, url: str, source: SourceLike, options: RenderOptions,
                   settings: Settings, decoded: DecodedCache) -> Rendered:
-    """Render `source`, read from the cache file only if the decoded cache cannot serve it.
+    """Render `source`: from the bytes just downloaded, or else from the cache file, which is
+    read only if the decoded cache cannot serve the render.
 
     A source evicted between the lookup and the read is fetched again, once.
     """
@@ -129,7 +135,7 @@ async def _render(deps: RenderDeps, url: str, source: SourceLike, options: Rende
         if attempt:
             source = await deps.source(url)
         try:
-            return await render(Path(source.path).read_bytes, options, settings,
+            return await render(source.data or Path(source.path).read_bytes, options, settings,
                                 source_key=source.sha256, decoded=decoded)
         except FileNotFoundError:
             if attempt:

@@ -42,7 +42,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imaging.fetch import Fetched
@@ -68,9 +68,11 @@ class CachedSource:
     final_url: str              # where the bytes came from (after redirects and og:image discovery)
     content_type: str | None    # the Content-Type the server sent, informational
     filename: str | None        # the name the server or URL gave, sanitised; None if none
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    """The bytes when this call (or the one it waited for) just downloaded them; None from the cache."""
 
     def read(self) -> bytes:
-        return self.path.read_bytes()
+        return self.data if self.data is not None else self.path.read_bytes()
 
 
 class SourceCache:
@@ -259,4 +261,4 @@ class SourceCache:
                 (url, sha, fetched.final_url, fetched.content_type, fetched.filename, time.time()))
         return CachedSource(sha256=sha, path=self._blob(sha), size=len(fetched.data),
                             final_url=fetched.final_url, content_type=fetched.content_type,
-                            filename=fetched.filename)
+                            filename=fetched.filename, data=fetched.data)

@@ -26,6 +26,7 @@ from imgkit.settings import Settings
 class Source:
     sha256: str
     path: Path
+    data: bytes | None = None
 
 
 @dataclass

@@ -101,7 +101,9 @@ async def test_get_or_fetch_caches_by_url_and_survives_restart(tmp_path: Path) -
     first = await cache.get_or_fetch("https://example.com/page", fetcher)
     again = await cache.get_or_fetch("https://example.com/page", fetcher)
     assert first == again and calls == ["https://example.com/page"]
-    assert first.read() == PNG and first.size == len(PNG)
+    assert first.read() == PNG and first.size == len(PNG) and first.path.read_bytes() == PNG
+    # the download's own caller renders from memory; a cache hit reads the file
+    assert first.data == PNG and again.data is None
     assert (first.final_url, first.content_type, first.filename) == \
         ("https://cdn.example/a.png", "image/png", "a.png")
     cache.close()
