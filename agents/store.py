@@ -155,7 +155,11 @@ class ImageStore:
         rows = await self.db.query(
             f"SELECT {IMAGE_COLUMNS} FROM images FINAL WHERE {where} ORDER BY id DESC "
             "LIMIT {n:UInt32}", {"a": account_id, "c": cursor or "", "n": limit})
-        return [to_resource(r) for r in rows]
+        if not rows:
+            return []
+        # One query for the annotations of the whole page (as `get` has for one image).
+        annotations = await AnnotationStore.of(self.db).merged_many(account_id, [r["id"] for r in rows])
+        return [to_resource(r, annotations.get(r["id"])) for r in rows]
 
     async def find_by_idempotency_key(self, account_id: str, key: str) -> ImageResource | None:
         row = await self.db.query_one(

@@ -239,17 +239,26 @@ class AnnotationStore:
         None when the image has no completed annotation request."""
         return await self._merged.load((account_id, image_id))
 
+    async def merged_many(self, account_id: str, image_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """`merged` for many images of one account in one query (a page of `GET /images`):
+        image id → its annotations, for the images that have any."""
+        found = await self._merged_many([(account_id, image_id) for image_id in image_ids])
+        return {image_id: merged for (_, image_id), merged in found.items()}
+
     async def _merged_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The one query behind `merged` (batched by the loader) and `merged_many`."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        # On the table's key prefix (account_id, image_id): `image_id IN (...)` alone would
+        # read every account's granules.
         rows = await self.db.query(
             "SELECT account_id, image_id, provider, features, result, raw FROM annotations FINAL "
-            "WHERE image_id IN {ids:Array(String)} AND status = 'completed' ORDER BY updated_at, id",
-            {"ids": sorted({image_id for _, image_id in keys})})
-        wanted = set(keys)
+            "WHERE (account_id, image_id) IN {keys:Array(Tuple(String, String))} "
+            "AND status = 'completed' ORDER BY updated_at, id", {"keys": wanted})
         by_image: dict[tuple[str, str], list[Row]] = {}
         for row in rows:
-            key = (row["account_id"], row["image_id"])
-            if key in wanted:
-                by_image.setdefault(key, []).append(row)
+            by_image.setdefault((row["account_id"], row["image_id"]), []).append(row)
         return {key: merge_results(image_rows) for key, image_rows in by_image.items()}
 
     async def delete_image(self, account_id: str, image_id: str) -> None:

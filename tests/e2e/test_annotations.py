@@ -308,3 +308,50 @@ def test_provider_not_configured(make_stack: StackFactory) -> None:
         # another provider still works
         local = annotated(stack, alice, "alice", image["id"], ["properties"], provider="local")
         assert local["type"] == "annotations.completed"
+
+
+def test_image_list_carries_annotations_in_one_query(make_stack: StackFactory,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    stack = make_stack()
+    with stack.app.client(stack.alice.api_key) as alice, stack.app.client(stack.bob.api_key) as bob:
+        dog = ingest(stack, alice, "alice", "/dog.jpg", jpeg(320, 240))
+        red = ingest(stack, alice, "alice", "/red.jpg", jpeg(200, 150, colour=(220, 20, 20), pattern=False))
+        plain = ingest(stack, alice, "alice", "/plain.jpg", jpeg(100, 100, colour=(10, 10, 200)))
+        theirs = ingest(stack, bob, "bob", "/dog-copy.jpg", jpeg(320, 240))
+        assert annotated(stack, alice, "alice", dog["id"], ["labels"],
+                         provider="google")["type"] == "annotations.completed"
+        assert annotated(stack, alice, "alice", red["id"], ["labels"],
+                         provider="google")["type"] == "annotations.completed"
+        assert annotated(stack, alice, "alice", red["id"], ["properties"],
+                         provider="local")["type"] == "annotations.completed"
+        assert annotated(stack, bob, "bob", theirs["id"], ["safe_search"],
+                         provider="google")["type"] == "annotations.completed"
+
+        db = stack.app.runtime.db if stack.app.runtime else None
+        assert db is not None
+        queries: list[str] = []
+        query = db.query
+
+        async def counted(sql: str, parameters: Any = None) -> Any:
+            queries.append(sql)
+            return await query(sql, parameters)
+
+        monkeypatch.setattr(db, "query", counted)
+        listed = alice.get("/images", params={"limit": 10})
+        assert listed.status_code == 200, listed.text
+        assert sum("FROM annotations" in q for q in queries) == 1, queries
+        monkeypatch.setattr(db, "query", query)
+
+        page = {image["id"]: image for image in listed.json()["data"]}
+        assert list(page) == sorted([plain["id"], red["id"], dog["id"]], reverse=True)
+        for image_id, image in page.items():
+            assert image == alice.get(f"/images/{image_id}").json()  # the same resource, annotations too
+        assert [label["description"] for label in page[dog["id"]]["annotations"]["labels"]][:1] == ["Dog"]
+        assert page[dog["id"]]["annotations"]["providers"] == {"labels": "google"}
+        assert page[red["id"]]["annotations"]["providers"] == {"labels": "google", "properties": "local"}
+        assert page[red["id"]]["annotations"]["properties"]["dominant_colours"]
+        assert page[plain["id"]]["annotations"] is None
+        # bob's annotations of the same bytes stay bob's
+        [bobs] = bob.get("/images").json()["data"]
+        assert bobs["annotations"]["providers"] == {"safe_search": "google"}
+        assert bobs == bob.get(f"/images/{theirs['id']}").json()
