@@ -9,6 +9,7 @@ from typing import Protocol
 import httpx
 
 from agents.annotate.pool import ProviderPool
+from agents.store import ImageStore
 from imaging.source_cache import SourceCache
 from imgkit.accounts import AccountStore
 from imgkit.db import Database
@@ -35,3 +36,8 @@ class AgentContext:
     """Bounds CPU-bound extraction to IMGKIT_PROCESS_CONCURRENCY threads, while downloads
     (I/O) of further images overlap with it; set from settings by the runtime."""
     providers: ProviderPool = field(default_factory=ProviderPool)  # annotation providers, built once
+
+    @property
+    def images(self) -> ImageStore:
+        """The `images` table's store (one per Database, shared with the store agent and the API)."""
+        return ImageStore.of(self.db)

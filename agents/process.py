@@ -28,6 +28,7 @@ from schemas.events import (
     ImageRequested,
     PaletteColour,
     StageTiming,
+    revision,
 )
 from streams.topology import Emit, Topic
 
@@ -70,6 +71,7 @@ def completed(request: ImageRequested, fetched: Fetched, ex: Extraction,
         palette=[PaletteColour(hex=h, share=round(s, 4)) for h, s in ex.palette]
         if request.options.palette else None,
         passthrough=request.passthrough, options=request.options, webhook_url=request.webhook_url,
+        idempotency_key=request.idempotency_key,
         created_at=request.created_at or request.requested_at, stages=stages)
 
 
@@ -78,11 +80,34 @@ def failed(request: ImageRequested, error: ImgKitError, stages: list[StageTiming
         image_id=request.image_id, account_id=request.account_id, status="failed", url=request.url,
         error=ErrorInfo(code=error.code, message=error.message), passthrough=request.passthrough,
         options=request.options, webhook_url=request.webhook_url,
+        idempotency_key=request.idempotency_key,
         created_at=request.created_at or request.requested_at, stages=stages)
+
+
+async def mark_processing(ctx: AgentContext, request: ImageRequested, version: int) -> None:
+    """Write the image's `processing` row. The status is informative: if the write fails, the
+    image still completes (its result is stored by the store agent), so this only logs."""
+    try:
+        await ctx.images.write_processing(request, version)
+    except Exception as exc:
+        log.warning("could not mark the image processing",
+                    extra={"image_id": request.image_id, "error": repr(exc)})
 
 
 async def process_image(ctx: AgentContext, request: ImageRequested, processed: Topic[ImageProcessed],
                         hashes: Topic[ImageHashes]) -> Sequence[Emit]:
+    # The `processing` row is written beside the download, not before it (a write waits for
+    # its batch, which would hold up every download), and awaited before the result is
+    # emitted. Its version is taken here, so the result's revision, taken later, wins.
+    marking = asyncio.create_task(mark_processing(ctx, request, revision()))
+    try:
+        return await _process(ctx, request, processed, hashes)
+    finally:
+        await marking
+
+
+async def _process(ctx: AgentContext, request: ImageRequested, processed: Topic[ImageProcessed],
+                   hashes: Topic[ImageHashes]) -> Sequence[Emit]:
     stages: list[StageTiming] = []
     started = time.perf_counter()
     try:

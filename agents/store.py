@@ -12,7 +12,7 @@ import asyncio
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from agents.annotate.store import AnnotationStore
 from agents.rows import from_json, latest_by, to_json, utc
@@ -53,13 +53,27 @@ def _base_row(image_id: str, account_id: str, version: int) -> Row:
             "gps_altitude": None}
 
 
-def pending_row(request: ImageRequested, idempotency_key: str = "") -> Row:
+def request_row(request: ImageRequested, status: Literal["pending", "processing"],
+                updated_at: datetime | None = None, version: int | None = None) -> Row:
+    """The row of an image not finished yet: what was asked, nothing found yet."""
     created = utc(request.created_at or request.requested_at)
-    row = _base_row(request.image_id, request.account_id, revision())
-    row.update(created_at=created, updated_at=created, status="pending", url=request.url,
-               passthrough=to_json(request.passthrough), options=request.options.model_dump_json(),
-               webhook_url=request.webhook_url or "", idempotency_key=idempotency_key)
+    row = _base_row(request.image_id, request.account_id, revision() if version is None else version)
+    row.update(created_at=created, updated_at=utc(updated_at) or created, status=status,
+               url=request.url, passthrough=to_json(request.passthrough),
+               options=request.options.model_dump_json(), webhook_url=request.webhook_url or "",
+               idempotency_key=request.idempotency_key or "")
     return row
+
+
+def pending_row(request: ImageRequested) -> Row:
+    """Written by the API when it accepts the request."""
+    return request_row(request, "pending")
+
+
+def processing_row(request: ImageRequested, version: int | None = None) -> Row:
+    """Written by the process agent when it starts on the request. Its version (default: now)
+    is older than the revision of the completed/failed result, taken later, which replaces it."""
+    return request_row(request, "processing", updated_at=datetime.now(UTC), version=version)
 
 
 def processed_row(event: ImageProcessed) -> Row:
@@ -73,7 +87,7 @@ def processed_row(event: ImageProcessed) -> Row:
         phash=event.phash or "", dhash=event.dhash or "", exif=to_json(event.exif), xmp=to_json(event.xmp),
         palette=to_json([c.model_dump() for c in event.palette] if event.palette is not None else None),
         passthrough=to_json(event.passthrough), options=event.options.model_dump_json(),
-        webhook_url=event.webhook_url or "",
+        webhook_url=event.webhook_url or "", idempotency_key=event.idempotency_key or "",
         error_code=event.error.code if event.error else "",
         error_message=event.error.message if event.error else "",
         camera_make=f.camera_make, camera_model=f.camera_model, lens_model=f.lens_model, iso=f.iso,
@@ -129,8 +143,13 @@ class ImageStore:
             "WHERE (account_id, id) IN {keys:Array(Tuple(String, String))}", {"keys": sorted(set(keys))})
         return {(r["account_id"], r["id"]): r for r in rows}
 
-    async def write_pending(self, request: ImageRequested, idempotency_key: str = "") -> None:
-        await self.db.writer("images", linger=IMAGES_LINGER).write(pending_row(request, idempotency_key))
+    async def write_pending(self, request: ImageRequested) -> None:
+        await self.db.writer("images", linger=IMAGES_LINGER).write(pending_row(request))
+
+    async def write_processing(self, request: ImageRequested, version: int | None = None) -> None:
+        """`version`: when processing started (see `processing_row`). Through the shared batcher
+        too, so it joins the pending rows and store batches of the same moment in one insert."""
+        await self.db.writer("images", linger=IMAGES_LINGER).write(processing_row(request, version))
 
     async def write_processed(self, events: Sequence[ImageProcessed]) -> None:
         # Through the shared batchers: every partition's store batch, and the API's pending
@@ -181,9 +200,10 @@ class ImageStore:
         return True
 
     async def unfinished(self, limit: int = 10_000) -> list[Row]:
-        """Images still pending: after a crash of the embedded bus, they are submitted again."""
+        """Images still pending or processing: after a crash of the embedded bus, they are
+        submitted again (with everything `ImageRequested` carried, idempotency key included)."""
         return await self.db.query(
-            "SELECT id, account_id, url, passthrough, options, webhook_url, created_at "
+            "SELECT id, account_id, url, passthrough, options, webhook_url, idempotency_key, created_at "
             "FROM images FINAL WHERE status IN ('pending', 'processing') ORDER BY id "
             "LIMIT {n:UInt32}", {"n": limit})
 

@@ -45,8 +45,8 @@ async def create_image(body: ImageCreate, response: Response,
             image_id=new_id("img"), account_id=account.id, url=body.url,
             options=ExtractOptions(exif=body.exif, xmp=body.xmp, palette=body.palette),
             passthrough=body.passthrough, webhook_url=body.webhook_url, requested_at=now,
-            created_at=now)
-        await runtime.images.write_pending(request, idempotency_key or "")
+            created_at=now, idempotency_key=idempotency_key or None)
+        await runtime.images.write_pending(request)
     if idempotency_key:
         _idempotency_locks.pop(key, None)
     await runtime.submit(request)

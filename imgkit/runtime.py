@@ -103,7 +103,8 @@ class Runtime:
                 image_id=row["id"], account_id=row["account_id"], url=row["url"],
                 passthrough=json.loads(row["passthrough"]) if row["passthrough"] else None,
                 options=ExtractOptions.model_validate_json(row["options"] or "{}"),
-                webhook_url=row["webhook_url"] or None, created_at=row["created_at"]))
+                webhook_url=row["webhook_url"] or None, idempotency_key=row["idempotency_key"] or None,
+                created_at=row["created_at"]))
         if rows:
             log.info("resubmitted unfinished images", extra={"count": len(rows)})
         annotations = await AnnotationStore.of(self.db).unfinished()

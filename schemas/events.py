@@ -63,6 +63,9 @@ class ImageRequested(Record):
     webhook_url: str | None = None
     requested_at: datetime = Field(default_factory=now)
     created_at: datetime | None = Field(None, description="When the API accepted it (else requested_at).")
+    idempotency_key: str | None = Field(None, description="The `Idempotency-Key` the image was "
+                                        "created with, if any: kept on every state of the image, "
+                                        "so a retried POST finds it.")
 
 
 class ExifFields(BaseModel):
@@ -107,6 +110,7 @@ class ImageProcessed(Record):
     passthrough: Any = None
     options: ExtractOptions = Field(default_factory=ExtractOptions)
     webhook_url: str | None = None
+    idempotency_key: str | None = Field(None, description="Copied from the `ImageRequested`.")
     created_at: datetime = Field(default_factory=now)
     processed_at: datetime = Field(default_factory=now)
     stages: list[StageTiming] = Field(default_factory=list)

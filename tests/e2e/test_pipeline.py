@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,59 @@ def test_api_contract_errors_isolation_paging(stack: Stack) -> None:
         assert 429 in statuses
         limited = bob.get("/images")
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_idempotency_key_outlives_completion_and_failure(stack: Stack) -> None:
+    stack.web.image("/once.jpg", jpeg(120, 90), content_type="image/jpeg")
+    stack.web.status("/gone.jpg", 404)
+    with stack.app.client(stack.alice.api_key) as api:
+        ids = {}
+        for path, key in (("/once.jpg", "order-1"), ("/gone.jpg", "order-2")):
+            posted = api.post("/images", json={"url": stack.web.url(path), "passthrough": {"key": key}},
+                              headers={"Idempotency-Key": key})
+            assert posted.status_code == 202 and "idempotent-replayed" not in posted.headers
+            ids[key] = posted.json()["id"]
+        assert completed_event(stack, "alice", ids["order-1"])["type"] == "image.completed"
+        assert completed_event(stack, "alice", ids["order-2"])["type"] == "image.failed"
+
+        for key, status in (("order-1", "completed"), ("order-2", "failed")):
+            stored = api.get(f"/images/{ids[key]}").json()
+            assert stored["status"] == status
+            again = api.post("/images", json={"url": stack.web.url("/once.jpg")},
+                             headers={"Idempotency-Key": key})
+            assert again.status_code == 202, again.text
+            assert again.headers.get("idempotent-replayed") == "true"
+            assert again.json() == stored  # the image as it is now, not a new one
+        listed = api.get("/images", params={"limit": 100}).json()["data"]
+        assert sorted(i["id"] for i in listed) == sorted(ids.values()), "a retried POST made an image"
+        assert stack.web.hits("/once.jpg") == 1
+
+
+def test_processing_status_is_visible_while_downloading(stack: Stack) -> None:
+    stack.web.image("/slow-ok.jpg", jpeg(160, 120), content_type="image/jpeg", delay=1.2)
+    with stack.app.client(stack.alice.api_key) as api:
+        image = api.post("/images", json={"url": stack.web.url("/slow-ok.jpg"), "passthrough": {"n": 1}},
+                         headers={"Idempotency-Key": "slow-1"}).json()
+        seen: list[str] = []
+        processing: dict[str, Any] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            got = api.get(f"/images/{image['id']}").json()
+            if not seen or seen[-1] != got["status"]:
+                seen.append(got["status"])
+            if got["status"] == "processing":
+                processing = got
+            if got["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.05)
+        assert seen[-1] == "completed", seen
+        assert "processing" in seen, f"never saw `processing`: {seen}"
+        assert seen.index("processing") < seen.index("completed")
+        assert set(seen) <= {"pending", "processing", "completed"}, seen
+        assert processing["passthrough"] == {"n": 1} and processing["url"] == image["url"]
+        assert processing["checksum"] is None and processing["error"] is None
+        assert datetime.fromisoformat(processing["updated_at"]) >= datetime.fromisoformat(
+            processing["created_at"])
+        replay = api.post("/images", json={"url": image["url"]}, headers={"Idempotency-Key": "slow-1"})
+        assert replay.json()["id"] == image["id"] and replay.headers["idempotent-replayed"] == "true"
+        assert completed_event(stack, "alice", image["id"])["type"] == "image.completed"
