@@ -63,10 +63,16 @@ async def build_delivery(ctx: AgentContext, stored: ImageStored | AnnotationStor
     url = stored.webhook_url or (account.webhook_url if account else "")
     if not url:
         return None
-    resource = await ImageStore.of(ctx.db).get(stored.account_id, stored.image_id)
-    if resource is None:  # deleted meanwhile: nothing to announce
-        return None
-    data = resource.model_dump(mode="json")
+    if isinstance(stored, ImageStored) and stored.resource is not None:
+        # a result just stored: the resource travelled with the event; only annotations (of
+        # a result replayed after the image was annotated) are read
+        data = {**stored.resource, "annotations": await AnnotationStore.of(ctx.db).merged(
+            stored.account_id, stored.image_id)}
+    else:
+        resource = await ImageStore.of(ctx.db).get(stored.account_id, stored.image_id)
+        if resource is None:  # deleted meanwhile: nothing to announce
+            return None
+        data = resource.model_dump(mode="json")
     if isinstance(stored, AnnotationStored):
         request = await AnnotationStore.of(ctx.db).get(stored.account_id, stored.image_id,
                                                     stored.annotation_id)

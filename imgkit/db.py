@@ -86,18 +86,20 @@ class Database:
                 self._dir_lock.close()
             raise
         self._lock = threading.Lock()
-        self._writers: dict[str, BatchWriter] = {}
+        self._writers: dict[tuple[str, float], BatchWriter] = {}
         # Our own threads: calls waiting for the engine must not occupy the default pool,
         # which extraction and file writes use (they would starve behind the lock).
         # chDB serialises anyway, so one thread; a server takes a few at once.
         self._executor = ThreadPoolExecutor(1 if self.embedded else 4, thread_name_prefix="clickhouse")
 
     def writer(self, table: str, linger: float = 0.0) -> BatchWriter:
-        """The shared write-behind batcher of `table` (see BatchWriter); `linger` is set by
-        the first caller: how long the first row of a batch may wait for company."""
-        if table not in self._writers:
-            self._writers[table] = BatchWriter(self, table, linger=linger)
-        return self._writers[table]
+        """The shared write-behind batcher of `table` with this `linger` (see BatchWriter): how
+        long the first row of a batch may wait for company. Callers that can wait longer get
+        bigger batches from a batcher of their own."""
+        key = (table, linger)
+        if key not in self._writers:
+            self._writers[key] = BatchWriter(self, table, linger=linger)
+        return self._writers[key]
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.embedded:

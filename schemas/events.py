@@ -125,6 +125,9 @@ class ImageStored(Record):
     event_type: Literal["image.completed", "image.failed", "image.deleted"]
     revision: int
     webhook_url: str | None = None
+    resource: dict[str, Any] | None = Field(
+        None, description="The image resource exactly as stored (what GET /images/{id} returns, "
+        "annotations aside), so the webhook needs no read; absent in older records.")
 
 
 class ImageHashes(Record):

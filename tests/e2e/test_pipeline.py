@@ -105,6 +105,9 @@ def test_image_flows_from_post_to_signed_webhook(stack: Stack, corpus_dir: Path)
         cam = api.post("/images", json={"url": stack.web.url("/camera.jpg")}).json()
         cam_data = completed_event(stack, "alice", cam["id"])["data"]
         assert cam_data["exif"]["Make"] == "Canon" and cam_data["exif"]["Model"] == "Canon EOS 7D"
+        # the resource travels with the stored event: every EXIF value and time must read
+        # back from ClickHouse exactly as announced
+        assert api.get(f"/images/{cam['id']}").json() == cam_data
 
 
 def test_failures_end_as_failed_images_with_webhooks(stack: Stack) -> None:

@@ -174,3 +174,24 @@ async def test_resubmitted_images_keep_their_idempotency_key(tmp_path: Path,
         assert again[other.image_id].idempotency_key is None
     finally:
         await runtime.stop()
+
+
+async def test_a_deleted_image_stays_deleted_when_its_result_arrives_later(agent: Agent) -> None:
+    asked = request()
+    await agent.images.write_processing(asked)
+    assert await agent.images.delete("acc_test", asked.image_id)
+    # the pipeline was still working on it: its result is stored after the deletion
+    result = failed(asked, FetchError("the server answered 404", code="fetch_http_404"), [])
+    await store_batch(agent.images, [result], IMAGES_STORED)
+    assert await agent.images.get("acc_test", asked.image_id) is None
+    assert await agent.images.unfinished() == []
+
+
+async def test_the_stored_event_carries_the_resource_a_read_returns(agent: Agent) -> None:
+    asked = request()
+    result = failed(asked, FetchError("the server answered 404", code="fetch_http_404"), [])
+    [emit] = await store_batch(agent.images, [result], IMAGES_STORED)
+    announced = emit.record.resource  # type: ignore[attr-defined]
+    stored = await agent.images.get("acc_test", asked.image_id)
+    assert stored is not None and announced == stored.model_dump(mode="json")
+    assert announced["passthrough"] == {"order": 42, "tags": ["a"]}
