@@ -37,14 +37,15 @@ DELETED_VERSION = 2**63 - 1
 """The version of a deletion's row: the highest, so that no result or `processing` row
 of the image written later (an image deleted while in the pipeline) brings it back."""
 
-PIPELINE_LINGER = 0.1
-"""Seconds the pipeline's own rows (`processing`, results) wait for company. Nobody waits
-on them but the webhook, which may leave up to this much later; in exchange the rows of
-many images and partitions share an insert (measured: about one insert of `images` per
-image with the POSTs' 5 ms, a fraction of one with this)."""
+PIPELINE_LINGER = 0.25
+"""Seconds the pipeline's own rows (`processing`, results, the stage log) wait for company.
+Nobody waits on them but the webhook, which leaves up to this much later; in exchange a
+busy pipeline makes at most four inserts a second per table instead of one per image or
+two (each chDB insert costs ~7 ms of CPU whatever its size: 1.3 calls per image were
+~15% of the service's CPU in tests/bench/bench_pipeline.py)."""
 
-STAGE_LOG_LINGER = 0.05
-"""Seconds stage-log rows wait to be inserted with others: nobody reads them at once."""
+STAGE_LOG_LINGER = PIPELINE_LINGER
+"""The stage log is written beside the results (and awaited with them): the same window."""
 
 IMAGE_COLUMNS = (
     "id, account_id, version, created_at, updated_at, status, url, final_url, filename, content_type, "

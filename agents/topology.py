@@ -41,6 +41,10 @@ ALL_TOPICS = (IMAGES_REQUESTED, IMAGES_PROCESSED, IMAGES_STORED, IMAGES_HASHES, 
               WEBHOOKS_DEAD, ANNOTATIONS_REQUESTED, ANNOTATIONS_COMPLETED, ANNOTATIONS_STORED)
 
 
+WEBHOOKS_IN_FLIGHT = 64
+"""Deliveries at once per webhook agent: each waits for its attempt's log row to be stored
+(up to ATTEMPT_LOG_LINGER), so this bounds deliveries per second at about 250."""
+
 DOWNLOADS_PER_EXTRACTION = 4
 """Images in flight per extraction thread: downloads overlap with decoding (ctx.cpu_gate)."""
 
@@ -81,7 +85,7 @@ def build_topology(ctx: AgentContext, options: TopologyOptions = TopologyOptions
                          outputs=(IMAGES_PROCESSED, IMAGES_HASHES), batch_size=16))
     topology.agent(Agent("store", IMAGES_PROCESSED, store, outputs=(IMAGES_STORED,),
                          batch_size=500, batch_wait=0.05))
-    topology.agent(Agent("webhooks", IMAGES_STORED, each(webhook, 16),
+    topology.agent(Agent("webhooks", IMAGES_STORED, each(webhook, WEBHOOKS_IN_FLIGHT),
                          outputs=(WEBHOOKS_RETRY, WEBHOOKS_DEAD), batch_size=64))
     topology.agent(Agent("webhooks-retry", WEBHOOKS_RETRY, each(webhook_retry, 64),
                          outputs=(WEBHOOKS_RETRY, WEBHOOKS_DEAD), batch_size=64))
@@ -90,7 +94,8 @@ def build_topology(ctx: AgentContext, options: TopologyOptions = TopologyOptions
                          outputs=(ANNOTATIONS_COMPLETED,), batch_size=16))
     topology.agent(Agent("annotations-store", ANNOTATIONS_COMPLETED, store_annotated,
                          outputs=(ANNOTATIONS_STORED,), batch_size=500, batch_wait=0.05))
-    topology.agent(Agent("annotations-webhooks", ANNOTATIONS_STORED, each(annotation_webhook, 16),
+    topology.agent(Agent("annotations-webhooks", ANNOTATIONS_STORED,
+                         each(annotation_webhook, WEBHOOKS_IN_FLIGHT),
                          outputs=(WEBHOOKS_RETRY, WEBHOOKS_DEAD), batch_size=64))
     if options.index_in_process and ctx.index is not None:
         sink = ctx.index

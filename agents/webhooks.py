@@ -35,8 +35,9 @@ from streams.topology import Emit, Topic
 
 log = logging.getLogger("imgkit.agents.webhooks")
 
-ATTEMPT_LOG_LINGER = 0.05
-"""Seconds an attempt's log row waits to share an insert: deliveries run many at once."""
+ATTEMPT_LOG_LINGER = 0.25
+"""Seconds an attempt's log row waits to share an insert (see agents.store.PIPELINE_LINGER):
+deliveries run many at once (agents.topology.WEBHOOKS_IN_FLIGHT), so they share it."""
 
 MAX_WAIT_IN_AGENT = 300.0
 """A retry due later than this is re-queued instead of slept on, so a partition
