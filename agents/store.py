@@ -37,15 +37,13 @@ DELETED_VERSION = 2**63 - 1
 """The version of a deletion's row: the highest, so that no result or `processing` row
 of the image written later (an image deleted while in the pipeline) brings it back."""
 
-PIPELINE_LINGER = 0.25
-"""Seconds the pipeline's own rows (`processing`, results, the stage log) wait for company.
-Nobody waits on them but the webhook, which leaves up to this much later; in exchange a
-busy pipeline makes at most four inserts a second per table instead of one per image or
-two (each chDB insert costs ~7 ms of CPU whatever its size: 1.3 calls per image were
-~15% of the service's CPU in tests/bench/bench_pipeline.py)."""
-
-STAGE_LOG_LINGER = PIPELINE_LINGER
-"""The stage log is written beside the results (and awaited with them): the same window."""
+PIPELINE_SPACING = 0.25
+"""Least seconds between two inserts of the pipeline's own rows (`processing`, results,
+the stage log). A busy pipeline then makes four inserts a second per table, each with
+a quarter second of rows, instead of one per image or two (each chDB insert costs ~7 ms
+of CPU whatever its size: 1.3 calls per image were ~15% of the service's CPU in
+tests/bench/bench_pipeline.py); a webhook leaves up to this much later. A quiet
+pipeline writes at once (BatchWriter.spacing)."""
 
 IMAGE_COLUMNS = (
     "id, account_id, version, created_at, updated_at, status, url, final_url, filename, content_type, "
@@ -158,7 +156,7 @@ class ImageStore:
         await self.db.writer("images", linger=IMAGES_LINGER).write(pending_row(request))
 
     def _pipeline_writer(self) -> BatchWriter:
-        return self.db.writer("images", linger=PIPELINE_LINGER)
+        return self.db.writer("images", spacing=PIPELINE_SPACING)
 
     async def write_processing(self, request: ImageRequested, version: int | None = None) -> None:
         """`version`: when processing started (see `processing_row`). Through the pipeline's
@@ -170,7 +168,7 @@ class ImageStore:
         # share one insert per table (each chDB insert has a large fixed cost).
         await asyncio.gather(
             self._pipeline_writer().write_many([processed_row(e) for e in events]),
-            self.db.writer("stage_events", linger=STAGE_LOG_LINGER).write_many(
+            self.db.writer("stage_events", spacing=PIPELINE_SPACING).write_many(
                 [row for e in events for row in stage_rows(e)]))
 
     async def get_row(self, account_id: str, image_id: str) -> Row | None:

@@ -35,9 +35,9 @@ from streams.topology import Emit, Topic
 
 log = logging.getLogger("imgkit.agents.webhooks")
 
-ATTEMPT_LOG_LINGER = 0.25
-"""Seconds an attempt's log row waits to share an insert (see agents.store.PIPELINE_LINGER):
-deliveries run many at once (agents.topology.WEBHOOKS_IN_FLIGHT), so they share it."""
+ATTEMPT_LOG_SPACING = 0.25
+"""Least seconds between inserts of attempt rows (see agents.store.PIPELINE_SPACING):
+deliveries run many at once (agents.topology.WEBHOOKS_IN_FLIGHT) and share them."""
 
 MAX_WAIT_IN_AGENT = 300.0
 """A retry due later than this is re-queued instead of slept on, so a partition
@@ -114,7 +114,7 @@ async def deliver(ctx: AgentContext, delivery: WebhookDelivery, retry: Topic[Web
     settings = ctx.settings
     final = not ok and delivery.attempt >= settings.webhook_max_attempts
     outcome = "delivered" if ok else ("dead" if final else "retry")
-    await ctx.db.writer("webhook_attempts", linger=ATTEMPT_LOG_LINGER).write({
+    await ctx.db.writer("webhook_attempts", spacing=ATTEMPT_LOG_SPACING).write({
         "account_id": delivery.account_id, "event_id": delivery.event_id,
         "event_type": delivery.event_type, "image_id": delivery.image_id, "url": delivery.url,
         "attempt": delivery.attempt, "status_code": status, "outcome": outcome, "error": error,

@@ -86,19 +86,18 @@ class Database:
                 self._dir_lock.close()
             raise
         self._lock = threading.Lock()
-        self._writers: dict[tuple[str, float], BatchWriter] = {}
+        self._writers: dict[tuple[str, float, float], BatchWriter] = {}
         # Our own threads: calls waiting for the engine must not occupy the default pool,
         # which extraction and file writes use (they would starve behind the lock).
         # chDB serialises anyway, so one thread; a server takes a few at once.
         self._executor = ThreadPoolExecutor(1 if self.embedded else 4, thread_name_prefix="clickhouse")
 
-    def writer(self, table: str, linger: float = 0.0) -> BatchWriter:
-        """The shared write-behind batcher of `table` with this `linger` (see BatchWriter): how
-        long the first row of a batch may wait for company. Callers that can wait longer get
-        bigger batches from a batcher of their own."""
-        key = (table, linger)
+    def writer(self, table: str, linger: float = 0.0, spacing: float = 0.0) -> BatchWriter:
+        """The shared write-behind batcher of `table` with this `linger` and `spacing` (see
+        BatchWriter). Callers that can wait longer get bigger batches from their own."""
+        key = (table, linger, spacing)
         if key not in self._writers:
-            self._writers[key] = BatchWriter(self, table, linger=linger)
+            self._writers[key] = BatchWriter(self, table, linger=linger, spacing=spacing)
         return self._writers[key]
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -150,13 +149,21 @@ class BatchWriter:
     still await their own row's durability: `write` returns once the insert that
     carried it has succeeded (or raises its error). While one insert runs, rows
     that arrive wait and go together in the next.
+
+    Two ways to wait for company: `linger` delays every batch (for bursts of callers
+    that arrive together, like concurrent POSTs), `spacing` only keeps inserts at
+    least that far apart: under a steady flow each insert carries `spacing` seconds
+    of rows, while a row that comes after a quiet spell is written at once.
     """
 
-    def __init__(self, db: Database, table: str, max_rows: int = 1000, linger: float = 0.0) -> None:
+    def __init__(self, db: Database, table: str, max_rows: int = 1000, linger: float = 0.0,
+                 spacing: float = 0.0) -> None:
         self.db = db
         self.table = table
         self.max_rows = max_rows
         self.linger = linger  # seconds to wait for more rows before the first insert
+        self.spacing = spacing  # least seconds between the starts of two inserts
+        self._last_insert = float("-inf")
         self._pending: list[tuple[Row, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -178,8 +185,13 @@ class BatchWriter:
         await asyncio.gather(*futures)
 
     async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
         await asyncio.sleep(self.linger)  # let concurrent callers join the first insert
         while self._pending:
+            wait = self._last_insert + self.spacing - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_insert = loop.time()
             batch, self._pending = self._pending[:self.max_rows], self._pending[self.max_rows:]
             try:
                 await self.db.insert(self.table, [row for row, _ in batch])

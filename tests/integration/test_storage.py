@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,5 +69,71 @@ async def test_server_migrate_and_roundtrip(clickhouse_server_url: str) -> None:
         for table in ("accounts", "api_keys", "images", "stage_events", "webhook_attempts"):
             await db.command(f"DROP TABLE IF EXISTS {table}")
         await roundtrip(db)
+    finally:
+        db.close()
+
+
+async def _batch_db(tmp_path: Path) -> Database:
+    db = Database(f"chdb://{tmp_path}/ch")
+    await db.command("CREATE TABLE t (n UInt32) ENGINE = MergeTree ORDER BY n")
+    return db
+
+
+async def test_batch_writer_puts_concurrent_rows_in_one_insert(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    db = await _batch_db(tmp_path)
+    inserts: list[int] = []
+    real = db.insert
+
+    async def counting(table: str, rows: Any, schema: Any = None) -> None:
+        inserts.append(len(rows))
+        await real(table, rows, schema)
+
+    monkeypatch.setattr(db, "insert", counting)
+    try:
+        writer = db.writer("t", linger=0.02)
+        await asyncio.gather(*(writer.write({"n": i}) for i in range(50)))
+        assert inserts == [50]
+        assert (await db.query_one("SELECT count() AS c FROM t"))["c"] == 50  # type: ignore[index]
+    finally:
+        db.close()
+
+
+async def test_batch_writer_spacing_batches_a_steady_flow_but_not_a_lone_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = await _batch_db(tmp_path)
+    started: list[float] = []
+    real = db.insert
+
+    async def timed(table: str, rows: Any, schema: Any = None) -> None:
+        started.append(time.monotonic())
+        await real(table, rows, schema)
+
+    monkeypatch.setattr(db, "insert", timed)
+    try:
+        writer = db.writer("t", spacing=0.3)
+        t0 = time.monotonic()
+        await writer.write({"n": 0})                       # quiet: written at once
+        assert started[0] - t0 < 0.2                       # (spacing would make it 0.3)
+
+        async def steady(i: int) -> None:                  # a row every 20 ms for 0.6 s
+            await asyncio.sleep(i * 0.02)
+            await writer.write({"n": i})
+
+        await asyncio.gather(*(steady(i) for i in range(1, 31)))
+        gaps = [b - a for a, b in itertools.pairwise(started)]
+        assert len(started) <= 4 and all(gap >= 0.29 for gap in gaps), gaps
+        assert (await db.query_one("SELECT count() AS c FROM t"))["c"] == 31  # type: ignore[index]
+    finally:
+        db.close()
+
+
+async def test_batch_writer_reports_a_failed_insert_to_every_caller(tmp_path: Path) -> None:
+    db = Database(f"chdb://{tmp_path}/ch")
+    try:
+        writer = db.writer("missing_table", linger=0.01)
+        results = await asyncio.gather(*(writer.write({"n": i}) for i in range(3)),
+                                       return_exceptions=True)
+        assert len(results) == 3 and all(isinstance(r, Exception) for r in results)
     finally:
         db.close()
