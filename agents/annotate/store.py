@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
-
 from agents.rows import latest_by, to_json, utc
 from imgkit.db import BatchLoader, Database, Row
 from schemas.annotation_requests import AnnotationRequestResource
@@ -54,21 +52,10 @@ RAW_KEYS: dict[str, dict[Feature, tuple[str, ...]]] = {
 several features in one call. A provider not listed keeps its whole `raw` with each feature
 (right for `local` and `tesseract`, which offer one feature each)."""
 
-_TS = pa.timestamp("ms", tz="UTC")
-_STRINGS = pa.list_(pa.string())
-ANNOTATION_SCHEMA = pa.schema([
-    ("account_id", pa.string()), ("image_id", pa.string()), ("id", pa.string()),
-    ("version", pa.uint64()), ("deleted", pa.uint8()), ("created_at", _TS), ("updated_at", _TS),
-    ("status", pa.string()), ("provider", pa.string()), ("features", _STRINGS),
-    ("cached_features", _STRINGS), ("checksum", pa.string()), ("source_url", pa.string()),
-    ("result", pa.string()), ("raw", pa.string()), ("passthrough", pa.string()),
-    ("webhook_url", pa.string()), ("error_code", pa.string()), ("error_message", pa.string()),
-])
-CACHE_SCHEMA = pa.schema([
-    ("checksum", pa.string()), ("provider", pa.string()), ("feature", pa.string()),
-    ("version", pa.uint64()), ("result", pa.string()), ("raw", pa.string()), ("created_at", _TS),
-])
-ANNOTATION_COLUMNS = ", ".join(ANNOTATION_SCHEMA.names)
+ANNOTATION_COLUMNS = (
+    "account_id, image_id, id, version, deleted, created_at, updated_at, status, provider, features, "
+    "cached_features, checksum, source_url, result, raw, passthrough, webhook_url, error_code, "
+    "error_message")
 
 
 @dataclass(frozen=True)
@@ -194,16 +181,15 @@ class AnnotationStore:
         return store
 
     async def write_pending(self, request: AnnotationRequested) -> None:
-        await self.db.insert("annotations", [pending_row(request)], ANNOTATION_SCHEMA)
+        await self.db.insert("annotations", [pending_row(request)])
 
     async def write_completed(self, events: Sequence[AnnotationCompleted]) -> None:
         """The request rows of images that still exist, and the cache rows of every answer
         (an answer paid for is worth keeping even if its image was deleted meanwhile)."""
         live = await self.existing_images(events)
         rows = [completed_row(e) for e in events if (e.account_id, e.image_id) in live]
-        await self.db.insert("annotations", rows, ANNOTATION_SCHEMA)
-        await self.db.insert("annotation_cache", [r for e in events for r in cache_rows(e)],
-                             CACHE_SCHEMA)
+        await self.db.insert("annotations", rows)
+        await self.db.insert("annotation_cache", [r for e in events for r in cache_rows(e)])
 
     async def existing_images(self, events: Sequence[AnnotationCompleted]) -> set[tuple[str, str]]:
         if not events:
@@ -270,7 +256,7 @@ class AnnotationStore:
         tombstones = [_row(account_id=account_id, image_id=image_id, annotation_id=r["id"],
                            version=revision(), created_at=r["created_at"], updated_at=now,
                            status="deleted", deleted=1) for r in rows]
-        await self.db.insert("annotations", tombstones, ANNOTATION_SCHEMA)
+        await self.db.insert("annotations", tombstones)
 
     async def unfinished(self, limit: int = 10_000) -> list[AnnotationRequested]:
         """Requests still pending: after a crash of the embedded bus, they are submitted again."""
