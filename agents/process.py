@@ -94,16 +94,21 @@ async def mark_processing(ctx: AgentContext, request: ImageRequested, version: i
                     extra={"image_id": request.image_id, "error": repr(exc)})
 
 
+_MARKING: set[asyncio.Task[None]] = set()
+"""`processing` writes in flight (the loop keeps only weak references to tasks)."""
+
+
 async def process_image(ctx: AgentContext, request: ImageRequested, processed: Topic[ImageProcessed],
                         hashes: Topic[ImageHashes]) -> Sequence[Emit]:
-    # The `processing` row is written beside the download, not before it (a write waits for
-    # its batch, which would hold up every download), and awaited before the result is
-    # emitted. Its version is taken here, so the result's revision, taken later, wins.
+    # The `processing` row is written beside the work, not before it (a write waits for its
+    # batch, up to PIPELINE_SPACING, which would hold up every download), and the result
+    # does not wait for it either: its version is taken here, so the result's revision,
+    # taken later, wins whichever row lands first; a row lost in a crash only loses the
+    # informative status (the `pending` row brings the image back).
     marking = asyncio.create_task(mark_processing(ctx, request, revision()))
-    try:
-        return await _process(ctx, request, processed, hashes)
-    finally:
-        await marking
+    _MARKING.add(marking)
+    marking.add_done_callback(_MARKING.discard)
+    return await _process(ctx, request, processed, hashes)
 
 
 async def _process(ctx: AgentContext, request: ImageRequested, processed: Topic[ImageProcessed],

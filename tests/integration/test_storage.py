@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from imgkit.db import Database
+from imgkit.db import Database, json_rows
 from imgkit.errors import ConfigError
 from schemas.migrate import load_migrations, migrate
 
@@ -33,6 +34,36 @@ async def roundtrip(db: Database) -> None:
     assert row is not None
     assert row["name"] == "new" and row["signing_secrets"] == ["s2", "s1"]
     assert row["created_at"].replace(tzinfo=UTC) == now
+    await values_roundtrip(db)
+
+
+async def values_roundtrip(db: Database) -> None:
+    """What Database.insert's JSONEachRow must carry: times (aware in another zone, naive as
+    UTC, cut to milliseconds), NULL and NaN in Nullable floats, the top UInt64 version,
+    text with quotes, newlines, NUL and non-ASCII, and text that is not valid Unicode."""
+    paris = timezone(timedelta(hours=1))
+    created = datetime(2026, 11, 28, 18, 30, 15, 987654, tzinfo=paris)
+    naive = datetime(2001, 2, 3, 4, 5, 6, 7000)
+    await db.insert("images", [{
+        "account_id": "acc_v", "id": "img_v", "version": 2**63 - 1, "created_at": created,
+        "updated_at": naive, "status": "completed", "url": "https://x.test/é \"q\"\n\x00/ü.jpg",
+        "exif": '{"Make":"Ni\\"kon"}', "filename": "bad\udc80name", "iso": None,
+        "f_number": float("nan"), "focal_length": 35.5, "taken_at": None, "gps_latitude": -33.5}])
+    row = await db.query_one("SELECT * FROM images WHERE id = 'img_v'")
+    assert row is not None
+    assert row["version"] == 2**63 - 1
+    assert row["created_at"].replace(tzinfo=UTC) == datetime(2026, 11, 28, 17, 30, 15, 987000, tzinfo=UTC)
+    assert row["updated_at"].replace(tzinfo=UTC) == datetime(2001, 2, 3, 4, 5, 6, 7000, tzinfo=UTC)
+    assert row["url"] == "https://x.test/é \"q\"\n\x00/ü.jpg" and row["exif"] == '{"Make":"Ni\\"kon"}'
+    assert row["filename"] == "bad?name"
+    assert row["iso"] is None and row["taken_at"] is None and math.isnan(row["f_number"])
+    assert row["focal_length"] == 35.5 and row["gps_latitude"] == -33.5
+    assert row["width"] == 0 and row["phash"] == ""  # columns left out take their defaults
+
+
+def test_json_rows_refuses_what_it_cannot_store() -> None:
+    with pytest.raises(TypeError, match="cannot store a bytes"):
+        json_rows([{"data": b"raw"}])
 
 
 async def test_chdb_migrate_and_roundtrip(tmp_path: Path) -> None:
@@ -85,9 +116,9 @@ async def test_batch_writer_puts_concurrent_rows_in_one_insert(tmp_path: Path,
     inserts: list[int] = []
     real = db.insert
 
-    async def counting(table: str, rows: Any, schema: Any = None) -> None:
+    async def counting(table: str, rows: Any) -> None:
         inserts.append(len(rows))
-        await real(table, rows, schema)
+        await real(table, rows)
 
     monkeypatch.setattr(db, "insert", counting)
     try:
@@ -105,9 +136,9 @@ async def test_batch_writer_spacing_batches_a_steady_flow_but_not_a_lone_row(
     started: list[float] = []
     real = db.insert
 
-    async def timed(table: str, rows: Any, schema: Any = None) -> None:
+    async def timed(table: str, rows: Any) -> None:
         started.append(time.monotonic())
-        await real(table, rows, schema)
+        await real(table, rows)
 
     monkeypatch.setattr(db, "insert", timed)
     try:
@@ -123,6 +154,39 @@ async def test_batch_writer_spacing_batches_a_steady_flow_but_not_a_lone_row(
         await asyncio.gather(*(steady(i) for i in range(1, 31)))
         gaps = [b - a for a, b in itertools.pairwise(started)]
         assert len(started) <= 4 and all(gap >= 0.29 for gap in gaps), gaps
+        assert (await db.query_one("SELECT count() AS c FROM t"))["c"] == 31  # type: ignore[index]
+    finally:
+        db.close()
+
+
+async def test_batch_writer_quiet_ends_the_spacing_once_rows_stop_coming(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = await _batch_db(tmp_path)
+    started: list[float] = []
+    real = db.insert
+
+    async def timed(table: str, rows: Any) -> None:
+        started.append(time.monotonic())
+        await real(table, rows)
+
+    monkeypatch.setattr(db, "insert", timed)
+    try:
+        writer = db.writer("t", spacing=1.0, quiet=0.15)
+        await writer.write({"n": 0})                       # quiet before: at once
+        arrived: list[float] = []
+
+        async def steady(i: int) -> None:                  # a row every 20 ms for 0.6 s
+            await asyncio.sleep(i * 0.02)
+            arrived.append(time.monotonic())
+            await writer.write({"n": i})
+
+        await asyncio.gather(*(steady(i) for i in range(1, 31)))
+        # rows kept coming closer than `quiet`, so the batch waited for all of them; then it
+        # went `quiet` after the last one, not when the 1 s spacing ended
+        assert len(started) == 2, started
+        assert started[1] > max(arrived)
+        assert 0.14 <= started[1] - max(arrived) < 0.3
+        assert started[1] - started[0] < 0.9
         assert (await db.query_one("SELECT count() AS c FROM t"))["c"] == 31  # type: ignore[index]
     finally:
         db.close()
