@@ -71,61 +71,71 @@ def bare(images: list[bytes], threads: int) -> tuple[float, float]:
     return rate, (cpu_seconds(os.getpid()) - cpu) / len(images)
 
 
-def service(images: list[bytes], threads: int) -> tuple[float, float, float]:
-    """Images/s end to end, and CPU-seconds per image of the service and of this process."""
+def service(images: list[bytes], threads: int, scratch: Path) -> tuple[float, float, float, list[float]]:
+    """Images/s end to end, CPU-seconds per image of the service and of this process, and
+    each image's latency (seconds from its POST to its webhook).
+
+    The data directory is made under `scratch` and left there: removing it here would make
+    the next run pay for it (on an ext4 without a journal, as on the VM this was measured
+    on, every file created in the minutes after many deletions skips the recently freed
+    inodes one by one: `recently_deleted` in perf, up to 0.65 ms per file)."""
     web = HTTPTestServer().start()
     hooks = WebhookReceiver().start()
     for i, data in enumerate(images):
         web.image(f"/img{i}.jpg", data, content_type="image/jpeg")
     port = free_port()
-    with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "IMGKIT_FETCH_ALLOW_PRIVATE": "true", "IMGKIT_WEBHOOK_ALLOW_PRIVATE": "true",
-               "IMGKIT_LOG_LEVEL": "WARNING"}
-        env["IMGKIT_PROCESS_CONCURRENCY"] = str(threads)
-        proc = subprocess.Popen([sys.executable, "-m", "imgkit.cli", "dev", "--port", str(port),
-                                 "--data-dir", data_dir], env=env, cwd=REPO)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("imgkit dev did not start")
-                time.sleep(0.2)
-            creds = json.loads((Path(data_dir) / "dev-account.json").read_text())
-            headers = {"Authorization": f"Bearer {creds['api_key']}"}
-            with httpx.Client(base_url=base, headers=headers, timeout=30) as api:  # warm-up, untimed
-                for i in range(WARMUP):
-                    api.post("/images", json={"url": web.url(f"/img{i}.jpg"),
-                                              "webhook_url": hooks.url("/warmup")}).raise_for_status()
-            hooks.wait_for("/warmup", lambda got: len(got) >= WARMUP, timeout=120)
-            hook = hooks.url("/bench")
-            cpu_service, cpu_here = cpu_seconds(proc.pid), cpu_seconds(os.getpid())
-            started = time.perf_counter()
-            with httpx.Client(base_url=base, headers=headers, timeout=30) as api, \
-                    ThreadPoolExecutor(8) as clients:  # concurrent clients, as `imgkit import` submits
-                def post(i: int) -> None:
-                    api.post("/images", json={"url": web.url(f"/img{i}.jpg"),
-                                              "webhook_url": hook}).raise_for_status()
+    data_dir = tempfile.mkdtemp(dir=scratch)
+    env = {**os.environ, "IMGKIT_FETCH_ALLOW_PRIVATE": "true", "IMGKIT_WEBHOOK_ALLOW_PRIVATE": "true",
+           "IMGKIT_LOG_LEVEL": "WARNING"}
+    env["IMGKIT_PROCESS_CONCURRENCY"] = str(threads)
+    proc = subprocess.Popen([sys.executable, "-m", "imgkit.cli", "dev", "--port", str(port),
+                             "--data-dir", data_dir], env=env, cwd=REPO)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("imgkit dev did not start")
+            time.sleep(0.2)
+        creds = json.loads((Path(data_dir) / "dev-account.json").read_text())
+        headers = {"Authorization": f"Bearer {creds['api_key']}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as api:  # warm-up, untimed
+            for i in range(WARMUP):
+                api.post("/images", json={"url": web.url(f"/img{i}.jpg"),
+                                          "webhook_url": hooks.url("/warmup")}).raise_for_status()
+        hooks.wait_for("/warmup", lambda got: len(got) >= WARMUP, timeout=120)
+        hook = hooks.url("/bench")
+        cpu_service, cpu_here = cpu_seconds(proc.pid), cpu_seconds(os.getpid())
+        started = time.perf_counter()
+        posted_at = [0.0] * len(images)
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as api, \
+                ThreadPoolExecutor(8) as clients:  # concurrent clients, as `imgkit import` submits
+            def post(i: int) -> None:
+                posted_at[i] = time.monotonic()
+                api.post("/images", json={"url": web.url(f"/img{i}.jpg"), "webhook_url": hook,
+                                          "passthrough": {"i": i}}).raise_for_status()
 
-                list(clients.map(post, range(len(images))))
-            hooks.wait_for("/bench", lambda got: len(got) >= len(images), timeout=600)
-            elapsed = time.perf_counter() - started
-            cpu_service = (cpu_seconds(proc.pid) - cpu_service) / len(images)
-            cpu_here = (cpu_seconds(os.getpid()) - cpu_here) / len(images)
-            failed = [d for d in hooks.deliveries["/bench"] if d.event["type"] != "image.completed"]
-            if failed:
-                raise RuntimeError(f"{len(failed)} images failed: {failed[0].body[:300]!r}")
-            return len(images) / elapsed, cpu_service, cpu_here
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            web.stop()
-            hooks.stop()
+            list(clients.map(post, range(len(images))))
+        hooks.wait_for("/bench", lambda got: len(got) >= len(images), timeout=600)
+        elapsed = time.perf_counter() - started
+        cpu_service = (cpu_seconds(proc.pid) - cpu_service) / len(images)
+        cpu_here = (cpu_seconds(os.getpid()) - cpu_here) / len(images)
+        failed = [d for d in hooks.deliveries["/bench"] if d.event["type"] != "image.completed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} images failed: {failed[0].body[:300]!r}")
+        latencies = [d.received_at - posted_at[d.event["data"]["passthrough"]["i"]]
+                     for d in hooks.deliveries["/bench"]]
+        return len(images) / elapsed, cpu_service, cpu_here, latencies
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        web.stop()
+        hooks.stop()
 
 
 def main() -> None:
@@ -141,19 +151,24 @@ def main() -> None:
     images = make_jpegs(args.images, args.megapixels)
     size = sum(map(len, images)) / len(images) / 1e6
     bare(images[:WARMUP], args.threads)  # warm libvips and imports, as the service is
-    runs: list[tuple[float, float, float, float, float]] = []
-    for _ in range(args.repeat):  # alternated, so a noisy minute weighs on both sides alike
-        bare_rate, bare_cpu = bare(images, args.threads)
-        service_rate, cpu_service, cpu_here = service(images, args.threads)
-        runs.append((bare_rate, bare_cpu, service_rate, cpu_service, cpu_here))
+    runs: list[tuple[float, float, float, float, float, list[float]]] = []
+    with tempfile.TemporaryDirectory() as scratch:  # removed once every run is measured
+        for _ in range(args.repeat):  # alternated, so a noisy minute weighs on both sides alike
+            bare_rate, bare_cpu = bare(images, args.threads)
+            service_rate, cpu_service, cpu_here, latencies = service(images, args.threads,
+                                                                     Path(scratch))
+            runs.append((bare_rate, bare_cpu, service_rate, cpu_service, cpu_here, latencies))
     print(f"\n{args.images} JPEGs of {args.megapixels:g} MP (avg {size:.1f} MB), "
           f"{args.threads} threads, {os.cpu_count()} cores, {args.repeat} alternated runs\n")
     print("| run | bare images/s | bare CPU ms/image | `imgkit dev` images/s | relative | "
-          "service CPU ms/image | source server + receiver CPU ms/image |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for i, (bare_rate, bare_cpu, service_rate, cpu_service, cpu_here) in enumerate(runs, 1):
+          "service CPU ms/image | source server + receiver CPU ms/image | "
+          "POST→webhook p50 / p95 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for i, (bare_rate, bare_cpu, service_rate, cpu_service, cpu_here, latencies) in enumerate(runs, 1):
+        cuts = statistics.quantiles(latencies, n=20)
         print(f"| {i} | {bare_rate:.2f} | {bare_cpu * 1000:.0f} | {service_rate:.2f} | "
-              f"{service_rate / bare_rate:.0%} | {cpu_service * 1000:.0f} | {cpu_here * 1000:.0f} |")
+              f"{service_rate / bare_rate:.0%} | {cpu_service * 1000:.0f} | {cpu_here * 1000:.0f} | "
+              f"{statistics.median(latencies) * 1000:.0f} / {cuts[18] * 1000:.0f} |")
     ratios = sorted(r[2] / r[0] for r in runs)
     print(f"\nmedian relative throughput: {statistics.median(ratios):.0%} "
           f"(runs: {', '.join(f'{r:.0%}' for r in ratios)})")

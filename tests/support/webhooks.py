@@ -22,6 +22,7 @@ class Delivery:
     body: bytes
     status: int  # what we answered
     verified: bool
+    received_at: float = field(default_factory=time.monotonic)  # when it came in
 
     @property
     def event(self) -> dict[str, Any]:
