@@ -33,6 +33,15 @@ IMAGES_LINGER = 0.005
 insert (each chDB insert costs ~7 ms of CPU whatever its size, up to tens of rows); a
 POST answers at most this much later."""
 
+IMAGES_SPACING = 0.05
+"""Least seconds between two inserts of pending rows while POSTs keep coming (with
+IMAGES_QUIET): a burst of POSTs makes at most 20 inserts a second, and a POST under load
+answers up to this much later."""
+
+IMAGES_QUIET = 0.01
+"""A pending batch goes once no POST has come for this long (BatchWriter.quiet), so a lone
+POST, or the last of a burst, does not wait out IMAGES_SPACING."""
+
 DELETED_VERSION = 2**63 - 1
 """The version of a deletion's row: the highest, so that no result or `processing` row
 of the image written later (an image deleted while in the pipeline) brings it back."""
@@ -158,7 +167,8 @@ class ImageStore:
         return {(r["account_id"], r["id"]): r for r in rows}
 
     async def write_pending(self, request: ImageRequested) -> None:
-        await self.db.writer("images", linger=IMAGES_LINGER).write(pending_row(request))
+        await self.db.writer("images", linger=IMAGES_LINGER, spacing=IMAGES_SPACING,
+                             quiet=IMAGES_QUIET).write(pending_row(request))
 
     def _pipeline_writer(self) -> BatchWriter:
         return self.db.writer("images", spacing=PIPELINE_SPACING, quiet=PIPELINE_QUIET)

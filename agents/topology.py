@@ -83,8 +83,10 @@ def build_topology(ctx: AgentContext, options: TopologyOptions = TopologyOptions
     in_flight = DOWNLOADS_PER_EXTRACTION * ctx.settings.process_concurrency
     topology.agent(Agent("process", IMAGES_REQUESTED, each(process, in_flight),
                          outputs=(IMAGES_PROCESSED, IMAGES_HASHES), batch_size=16))
+    # No batch_wait for the store: its writes already wait for company in the shared
+    # BatchWriters (PIPELINE_SPACING), and a second wait only delayed every webhook.
     topology.agent(Agent("store", IMAGES_PROCESSED, store, outputs=(IMAGES_STORED,),
-                         batch_size=500, batch_wait=0.05))
+                         batch_size=500))
     topology.agent(Agent("webhooks", IMAGES_STORED, each(webhook, WEBHOOKS_IN_FLIGHT),
                          outputs=(WEBHOOKS_RETRY, WEBHOOKS_DEAD), batch_size=64))
     topology.agent(Agent("webhooks-retry", WEBHOOKS_RETRY, each(webhook_retry, 64),

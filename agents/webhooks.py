@@ -26,7 +26,7 @@ from standardwebhooks.webhooks import Webhook
 
 from agents.annotate.store import AnnotationStore
 from agents.context import AgentContext
-from agents.store import PIPELINE_QUIET, ImageStore
+from agents.store import ImageStore
 from imaging.guard import check_url
 from imgkit.errors import ImgKitError
 from imgkit.ids import new_id
@@ -39,7 +39,8 @@ ATTEMPT_LOG_SPACING = 1.0
 """Least seconds between inserts of attempt rows (see agents.store.PIPELINE_SPACING).
 Longer than the pipeline's: the webhook has left when its attempt is logged, so only the
 delivery's acknowledgement waits for the row, and deliveries run many at once
-(agents.topology.WEBHOOKS_IN_FLIGHT) sharing one insert a second."""
+(agents.topology.WEBHOOKS_IN_FLIGHT) sharing one insert a second. No `quiet`: deliveries
+come in bursts (one per stored batch), which would end the spacing after every burst."""
 
 MAX_WAIT_IN_AGENT = 300.0
 """A retry due later than this is re-queued instead of slept on, so a partition
@@ -116,7 +117,7 @@ async def deliver(ctx: AgentContext, delivery: WebhookDelivery, retry: Topic[Web
     settings = ctx.settings
     final = not ok and delivery.attempt >= settings.webhook_max_attempts
     outcome = "delivered" if ok else ("dead" if final else "retry")
-    await ctx.db.writer("webhook_attempts", spacing=ATTEMPT_LOG_SPACING, quiet=PIPELINE_QUIET).write({
+    await ctx.db.writer("webhook_attempts", spacing=ATTEMPT_LOG_SPACING).write({
         "account_id": delivery.account_id, "event_id": delivery.event_id,
         "event_type": delivery.event_type, "image_id": delivery.image_id, "url": delivery.url,
         "attempt": delivery.attempt, "status_code": status, "outcome": outcome, "error": error,

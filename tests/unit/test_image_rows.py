@@ -141,6 +141,34 @@ async def test_process_agent_writes_processing_during_the_download(agent: Agent)
     assert asked.image_id not in [r["id"] for r in unfinished]
 
 
+async def test_a_late_processing_row_neither_holds_nor_undoes_the_result(
+        agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The result is emitted without waiting for the `processing` row, and that row, landing
+    after the result is stored, does not turn the image back to `processing`."""
+    agent.web.image("/fast.jpg", jpeg(120, 80), content_type="image/jpeg")
+    asked = request(url=agent.web.url("/fast.jpg"))
+    await agent.images.write_pending(asked)
+    release = asyncio.Event()
+    landed = asyncio.Event()
+    real = ImageStore.write_processing
+
+    async def held(self: ImageStore, req: ImageRequested, version: int | None = None) -> None:
+        await release.wait()                           # a batch still waiting out its spacing
+        await real(self, req, version)
+        landed.set()
+
+    monkeypatch.setattr(ImageStore, "write_processing", held)
+    emits = await asyncio.wait_for(
+        process_image(agent.ctx, asked, IMAGES_PROCESSED, IMAGES_HASHES), timeout=30)
+    [result] = [e.record for e in emits if isinstance(e.record, ImageProcessed)]
+    assert result.status == "completed" and not landed.is_set()
+    await store_batch(agent.images, [result], IMAGES_STORED)
+    release.set()
+    await asyncio.wait_for(landed.wait(), timeout=10)
+    done = await agent.images.get(asked.account_id, asked.image_id)
+    assert done is not None and done.status == "completed" and done.checksum == result.checksum
+
+
 async def test_unfinished_images_keep_their_idempotency_key(agent: Agent) -> None:
     asked = request()
     await agent.images.write_processing(asked)
