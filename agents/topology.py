@@ -41,9 +41,9 @@ ALL_TOPICS = (IMAGES_REQUESTED, IMAGES_PROCESSED, IMAGES_STORED, IMAGES_HASHES, 
               WEBHOOKS_DEAD, ANNOTATIONS_REQUESTED, ANNOTATIONS_COMPLETED, ANNOTATIONS_STORED)
 
 
-WEBHOOKS_IN_FLIGHT = 256
+WEBHOOKS_IN_FLIGHT = 64
 """Deliveries at once per webhook agent: each waits for its attempt's log row to be stored
-(up to ATTEMPT_LOG_SPACING, 1 s), so this bounds deliveries per second at about 250."""
+(up to ATTEMPT_LOG_SPACING), so this bounds deliveries per second at about 250."""
 
 DOWNLOADS_PER_EXTRACTION = 4
 """Images in flight per extraction thread: downloads overlap with decoding (ctx.cpu_gate)."""

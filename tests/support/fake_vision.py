@@ -32,9 +32,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.http_server import LoopbackHTTPServer
 
 ANNOTATE_PATH = "/v1/images:annotate"
 
@@ -221,7 +223,7 @@ class FakeVision:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._lock = threading.Lock()
         self._state = _State()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = LoopbackHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -58,6 +58,20 @@ class RecordedRequest:
 Handler = Reply | Callable[[RecordedRequest], Reply]
 
 
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """The stdlib threaded server with a real listen backlog.
+
+    socketserver listens with a backlog of 5: a burst of connections (ImgKit sends up
+    to 256 webhooks at once, downloads a dozen sources at once) overflows it, the kernel
+    drops the extra SYNs and the clients retry them after TCP's 1 s timeout. That second
+    showed up in tests/bench/bench_pipeline.py as runs at 53% instead of ~68%, with
+    normal CPU per image and the last webhooks a second late. Servers in production
+    listen with hundreds (nginx: 511)."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class HTTPTestServer:
     """A threaded HTTP server on an ephemeral loopback port, with a route table."""
 
@@ -65,7 +79,7 @@ class HTTPTestServer:
         self._routes: dict[str, Handler] = {}
         self._lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
-        self._httpd = ThreadingHTTPServer((host, 0), _make_handler(self))
+        self._httpd = LoopbackHTTPServer((host, 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self._thread: threading.Thread | None = None

@@ -10,10 +10,12 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.support.http_server import LoopbackHTTPServer
 
 
 @dataclass
@@ -35,7 +37,7 @@ class WebhookReceiver:
     fail_first: dict[str, int] = field(default_factory=dict)  # path → how many 500s first
     deliveries: dict[str, list[Delivery]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackHTTPServer | None = None
 
     def start(self) -> WebhookReceiver:
         receiver = self
@@ -66,7 +68,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
