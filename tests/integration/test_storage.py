@@ -130,9 +130,8 @@ async def test_batch_writer_puts_concurrent_rows_in_one_insert(tmp_path: Path,
         db.close()
 
 
-async def test_batch_writer_spacing_batches_a_steady_flow_but_not_a_lone_row(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = await _batch_db(tmp_path)
+def insert_times(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The list that receives the start time of each of `db`'s inserts from now on."""
     started: list[float] = []
     real = db.insert
 
@@ -141,6 +140,13 @@ async def test_batch_writer_spacing_batches_a_steady_flow_but_not_a_lone_row(
         await real(table, rows)
 
     monkeypatch.setattr(db, "insert", timed)
+    return started
+
+
+async def test_batch_writer_spacing_batches_a_steady_flow_but_not_a_lone_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = await _batch_db(tmp_path)
+    started = insert_times(db, monkeypatch)
     try:
         writer = db.writer("t", spacing=0.3)
         t0 = time.monotonic()
@@ -162,14 +168,7 @@ async def test_batch_writer_spacing_batches_a_steady_flow_but_not_a_lone_row(
 async def test_batch_writer_quiet_ends_the_spacing_once_rows_stop_coming(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = await _batch_db(tmp_path)
-    started: list[float] = []
-    real = db.insert
-
-    async def timed(table: str, rows: Any) -> None:
-        started.append(time.monotonic())
-        await real(table, rows)
-
-    monkeypatch.setattr(db, "insert", timed)
+    started = insert_times(db, monkeypatch)
     try:
         writer = db.writer("t", spacing=1.0, quiet=0.15)
         await writer.write({"n": 0})                       # quiet before: at once
