@@ -133,8 +133,9 @@ class Database:
         Not Arrow, though Arrow is the faster format for 100k rows: ImgKit's inserts are
         batches of tens of rows, where the fixed cost wins. clickhouse-connect hands chDB an
         Arrow or Native insert through a temporary file (create, write, INSERT FROM INFILE,
-        unlink), while a command carries its data inline. Measured on chDB for 10 rows of
-        `images`: 5.3-7 ms of CPU against 7.5-12 ms (tests/bench/bench_storage.py)."""
+        unlink), while a command carries its data inline. Measured on chDB for 1-10 rows of
+        `images`: 5.7-8 ms of CPU against 8.7-10.4 ms; Arrow wins from about 100 rows of
+        2 KB (17 against 20 ms; tests/bench/bench_storage.py)."""
         if not rows:
             return
         await self._call(self._client.command, f"INSERT INTO {table} FORMAT JSONEachRow",
