@@ -10,6 +10,7 @@ will not become a 200 by asking again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -84,6 +85,16 @@ def failed(request: ImageRequested, error: ImgKitError, stages: list[StageTiming
         created_at=request.created_at or request.requested_at, stages=stages)
 
 
+def keep_and_extract(ctx: AgentContext, request: ImageRequested, data: bytes) -> Extraction:
+    """Hash the original once, keep it in the source cache, extract: one worker thread does
+    it all, so the event loop neither hashes megabytes nor waits for two thread handoffs."""
+    checksum = hashlib.sha256(data).hexdigest()
+    ctx.sources.put(data, checksum)
+    options = request.options
+    return extract(data, exif=options.exif, xmp=options.xmp, palette=options.palette,
+                   max_pixels=ctx.settings.max_pixels, checksum=checksum)
+
+
 async def mark_processing(ctx: AgentContext, request: ImageRequested, version: int) -> None:
     """Write the image's `processing` row. The status is informative: if the write fails, the
     image still completes (its result is stored by the store agent), so this only logs."""
@@ -118,13 +129,8 @@ async def _process(ctx: AgentContext, request: ImageRequested, processed: Topic[
     try:
         fetched = await fetch_with_retries(ctx, request.url)
         stages.append(StageTiming(stage="download", duration_ms=(time.perf_counter() - started) * 1000))
-        options = request.options
         async with ctx.cpu_gate:
-            _, ex = await asyncio.gather(
-                asyncio.to_thread(ctx.sources.put, fetched.data, fetched.sha256),
-                asyncio.to_thread(extract, fetched.data, exif=options.exif, xmp=options.xmp,
-                                  palette=options.palette, max_pixels=ctx.settings.max_pixels,
-                                  checksum=fetched.sha256))
+            ex = await asyncio.to_thread(keep_and_extract, ctx, request, fetched.data)
     except ImgKitError as exc:
         stage = "download" if not stages else "extract"
         stages.append(StageTiming(stage=stage, duration_ms=(time.perf_counter() - started) * 1000,

@@ -163,7 +163,7 @@ async def similar_to(body: SimilarQuery, account: Account = Depends(current_acco
         async with runtime.context.cpu_gate:
             extraction = await asyncio.to_thread(
                 extract, fetched.data, exif=False, xmp=False, palette=False,
-                max_pixels=runtime.settings.max_pixels, checksum=fetched.sha256)
+                max_pixels=runtime.settings.max_pixels)
         query = parse_hash(extraction.phash if body.kind == "phash" else extraction.dhash, body.kind)
         dhash = parse_hash(extraction.dhash, "dhash")
     else:

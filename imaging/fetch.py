@@ -41,7 +41,6 @@ retrying.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -89,8 +88,7 @@ class Fetched:
     final_url: str              # where the bytes came from: after redirects and og:image discovery
     content_type: str | None    # the final response's Content-Type header, informational only
     filename: str | None        # Content-Disposition filename, else the URL's last segment; sanitised
-    data: bytes = field(repr=False)
-    sha256: str = ""            # hex digest of `data`
+    data: bytes = field(repr=False)  # not hashed here: see _read_body
 
     @property
     def size(self) -> int:
@@ -198,7 +196,6 @@ class _Body:
     content_type: str | None
     content_disposition: str | None
     data: bytes
-    sha256: str
     is_html: bool
 
 
@@ -248,7 +245,7 @@ async def fetch(url: str, settings: Settings, client: httpx.AsyncClient | None =
         raise FetchError("the server sent an empty body", code="fetch_empty", url=body.final_url)
     return Fetched(url=url, final_url=body.final_url, content_type=body.content_type,
                    filename=filename_from_response(body.content_disposition, body.final_url),
-                   data=body.data, sha256=body.sha256)
+                   data=body.data)
 
 
 async def _download(client: httpx.AsyncClient, url: str, settings: Settings,
@@ -301,17 +298,18 @@ async def _read_body(response: httpx.Response, max_bytes: int, *, sniff_html: bo
         raise _too_large(url, max_bytes, declared=int(declared))
     # Chunks are joined once at the end: growing one buffer reallocates and copies it, and
     # every fresh megabyte costs page faults (measured: ~4000 per 9 MB download, most of
-    # the kernel time of a cold thumbnail).
+    # the kernel time of a cold thumbnail). Not hashed here: this runs on the event loop,
+    # and sha256 releases the GIL for each chunk, so the loop queued behind the extraction
+    # threads for the GIL three times per image (46% of the loop's busy time under load,
+    # tests/bench/bench_pipeline.py); callers hash in the worker thread that uses the bytes.
     chunks: list[bytes] = []
     size = 0
-    hasher = hashlib.sha256()
     decided = not sniff_html
     is_html = False
     limit = max_bytes
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        hasher.update(chunk)
         if not decided and size >= SNIFF_BYTES:
             decided = True
             head = chunks[0] if len(chunks[0]) >= SNIFF_BYTES else b"".join(chunks)
@@ -328,7 +326,7 @@ async def _read_body(response: httpx.Response, max_bytes: int, *, sniff_html: bo
         is_html = is_html_page(data[:SNIFF_BYTES], content_type)
     return _Body(final_url=url, content_type=content_type,
                  content_disposition=response.headers.get("content-disposition"),
-                 data=data, sha256=hasher.hexdigest(), is_html=is_html)
+                 data=data, is_html=is_html)
 
 
 def _too_large(url: str, limit: int, *, declared: int | None = None) -> FetchError:

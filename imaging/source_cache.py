@@ -259,7 +259,7 @@ class SourceCache:
 
     async def _fetch_and_store(self, url: str, fetcher: Fetcher) -> CachedSource:
         fetched = await fetcher(url)
-        sha = await asyncio.to_thread(self.put, fetched.data, fetched.sha256 or None)
+        sha = await asyncio.to_thread(self.put, fetched.data)
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO urls (url, sha256, final_url, content_type, filename, stored_at) "

@@ -26,8 +26,7 @@ def blob(n: int, fill: int) -> bytes:
 def fetched(url: str, data: bytes, **extra: str | None) -> Fetched:
     return Fetched(url=url, final_url=str(extra.get("final_url") or url),
                    content_type=extra.get("content_type", "image/png"),
-                   filename=extra.get("filename"), data=data,
-                   sha256=hashlib.sha256(data).hexdigest())
+                   filename=extra.get("filename"), data=data)
 
 
 @pytest.fixture
