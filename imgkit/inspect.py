@@ -7,7 +7,6 @@ storage mapping of `agents.store`), so what it prints is what a client would get
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ async def _load(target: str, settings: Settings) -> Fetched:
         raise FetchError(f"{target} is larger than IMGKIT_FETCH_MAX_BYTES", code="fetch_too_large")
     data = await asyncio.to_thread(path.read_bytes)
     return Fetched(url=path.resolve().as_uri(), final_url=path.resolve().as_uri(), content_type=None,
-                   filename=path.name, data=data, sha256=hashlib.sha256(data).hexdigest())
+                   filename=path.name, data=data)
 
 
 async def inspect_target(target: str, settings: Settings) -> dict[str, Any]:
