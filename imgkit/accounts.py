@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imgkit.db import Database
+from imgkit.db import BatchLoader, Database
 from imgkit.ids import new_id
 
 MAX_ACTIVE_SECRETS = 2
@@ -60,6 +60,10 @@ class AccountStore:
         self.db = db
         self._by_key: dict[str, tuple[float, Account | None]] = {}
         self._by_id: dict[str, tuple[float, Account | None]] = {}
+        # Misses at the same moment share one query: when the cached entry expires under
+        # load, every webhook in flight asks for the account at once (13 identical queries
+        # in one benchmark run, where one does).
+        self._loader: BatchLoader[str, Account] = BatchLoader(self._accounts_by_id)
         self.cache_seconds = 5.0
 
     async def create(self, name: str, webhook_url: str = "") -> NewAccount:
@@ -95,13 +99,16 @@ class AccountStore:
         cached = self._by_id.get(account_id)
         if cached and not fresh and time.monotonic() - cached[0] < self.cache_seconds:
             return cached[1]
-        row = await self.db.query_one(
-            "SELECT id, name, webhook_url, signing_secrets FROM accounts FINAL WHERE id = {id:String}",
-            {"id": account_id})
-        account = None if row is None else Account(row["id"], row["name"], row["webhook_url"],
-                                                    tuple(row["signing_secrets"]))
+        account = await self._loader.load(account_id)
         self._by_id[account_id] = (time.monotonic(), account)
         return account
+
+    async def _accounts_by_id(self, ids: list[str]) -> dict[str, Account]:
+        rows = await self.db.query(
+            "SELECT id, name, webhook_url, signing_secrets FROM accounts FINAL "
+            "WHERE id IN {ids:Array(String)}", {"ids": ids})
+        return {r["id"]: Account(r["id"], r["name"], r["webhook_url"], tuple(r["signing_secrets"]))
+                for r in rows}
 
     async def by_api_key(self, api_key: str) -> Account | None:
         digest = hash_key(api_key)
