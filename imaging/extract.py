@@ -57,7 +57,7 @@ class Extraction:
 
 
 def step_identify(ex: Extraction) -> None:
-    if not ex.checksum:  # the downloader hashes while streaming; hash here only if it did not
+    if not ex.checksum:  # callers that already hashed these bytes pass the checksum in
         ex.checksum = hashlib.sha256(ex.data).hexdigest()
     mime = sniff_mime(ex.data)
     if mime is None:
