@@ -148,7 +148,7 @@ class SourceCache:
         """Store `data` (once) and return its sha256; evicts least recently used sources past the bound.
 
         `sha256` may be given when the caller computed it from these very bytes (the
-        process agent has it from the extraction): hashing a large original twice is a
+        process agent hashes once for this and the extraction): hashing a large original twice is a
         measurable share of the pipeline's CPU per image.
         """
         sha = sha256 or hashlib.sha256(data).hexdigest()
