@@ -10,7 +10,9 @@ from imgkit.errors import Unauthorized
 from imgkit.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async though it awaits nothing: FastAPI runs a plain `def` dependency in a worker
+    thread, a thread handoff per request for an attribute read."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
