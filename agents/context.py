@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import httpx
+import aiohttp
 
 from agents.annotate.pool import ProviderPool
 from agents.store import ImageStore
@@ -29,8 +29,8 @@ class AgentContext:
     db: Database
     accounts: AccountStore
     sources: SourceCache
-    fetch_client: httpx.AsyncClient  # guarded downloads (imaging.fetch.make_client)
-    webhook_client: httpx.AsyncClient  # guarded too, with its own allow-private setting
+    fetch_client: aiohttp.ClientSession  # guarded downloads (imaging.fetch.make_client)
+    webhook_client: aiohttp.ClientSession  # guarded too (imaging.fetch.guarded_session), own allow-private
     index: HashSink | None = None
     cpu_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     """Bounds CPU-bound extraction to IMGKIT_PROCESS_CONCURRENCY threads, while downloads

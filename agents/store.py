@@ -38,7 +38,7 @@ IMAGES_SPACING = 0.05
 IMAGES_QUIET): a burst of POSTs makes at most 20 inserts a second, and a POST under load
 answers up to this much later."""
 
-IMAGES_QUIET = 0.01
+IMAGES_QUIET = 0.025
 """A pending batch goes once no POST has come for this long (BatchWriter.quiet), so a lone
 POST, or the last of a burst, does not wait out IMAGES_SPACING."""
 

@@ -21,12 +21,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import httpx
+import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from agents.annotate.store import AnnotationStore
 from agents.context import AgentContext
 from agents.store import ImageStore
+from imaging.fetch import request_target
 from imaging.guard import check_url
 from imgkit.errors import ImgKitError
 from imgkit.ids import new_id
@@ -42,6 +43,9 @@ longer: a delivery's record is acknowledged once its row is stored, and the next
 of its partition wait for that (1 s here sent a partition's webhooks once a second).
 No `quiet`: deliveries come in bursts (one per stored batch), which would end the
 spacing after every burst."""
+
+RESPONSE_READ_BYTES = 64 * 1024
+"""How much of a receiver's answer is read (and ignored): only the status counts."""
 
 MAX_WAIT_IN_AGENT = 300.0
 """A retry due later than this is re-queued instead of slept on, so a partition
@@ -97,18 +101,27 @@ async def attempt(ctx: AgentContext, delivery: WebhookDelivery) -> tuple[bool, i
     if account is None:
         return False, 0, "account no longer exists"
     try:
-        await check_url(delivery.url, allow_private=ctx.settings.webhook_allow_private)
+        checked = await check_url(delivery.url, allow_private=ctx.settings.webhook_allow_private)
         headers = signed_headers(account.signing_secret, delivery.event_id, delivery.payload,
                                  datetime.now(UTC))
-        response = await ctx.webhook_client.post(delivery.url, content=delivery.payload, headers=headers,
-                                       timeout=ctx.settings.webhook_timeout, follow_redirects=False)
+        async with asyncio.timeout(ctx.settings.webhook_timeout), ctx.webhook_client.post(
+                request_target(checked), data=delivery.payload.encode(),
+                headers=headers, allow_redirects=False) as response:
+            status = response.status
+            # Read (a bounded amount of) the answer, so that the connection can be reused;
+            # a receiver that sends more has its connection closed instead.
+            remaining = RESPONSE_READ_BYTES
+            while remaining > 0 and (chunk := await response.content.read(remaining)):
+                remaining -= len(chunk)
     except ImgKitError as exc:
         return False, 0, exc.message
-    except httpx.HTTPError as exc:
+    except TimeoutError:
+        return False, 0, f"timed out after {ctx.settings.webhook_timeout:g} s"
+    except aiohttp.ClientError as exc:
         return False, 0, f"{type(exc).__name__}: {exc}"[:500]
-    if 200 <= response.status_code < 300:
-        return True, response.status_code, ""
-    return False, response.status_code, f"HTTP {response.status_code}"
+    if 200 <= status < 300:
+        return True, status, ""
+    return False, status, f"HTTP {status}"
 
 
 async def deliver(ctx: AgentContext, delivery: WebhookDelivery, retry: Topic[WebhookDelivery],

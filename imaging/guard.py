@@ -15,8 +15,8 @@ because a dual-stack host or a NAT64 gateway would deliver them to it.
 
 `check_url` is the pre-flight check (syntax + a resolution); the connection
 itself must still go to an address checked at connect time — see
-`imaging.fetch.GuardedBackend`, which calls `resolve_checked` when it opens a
-socket, so a name that re-resolves differently (DNS rebinding) gains nothing.
+`imaging.fetch.GuardedResolver`, which calls `resolve_checked` when a connection
+is opened, so a name that re-resolves differently (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from typing import NamedTuple
 
 import httpx
 
@@ -214,13 +215,23 @@ def parse_url(url: str) -> tuple[httpx.URL, str, int]:
     return parsed, host, port
 
 
-async def check_url(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
+class CheckedURL(NamedTuple):
+    """A URL that passed `check_url`: request `url` (normalised: IDNA host, percent-encoded),
+    whose host, as the check saw it, is `host`."""
+
+    url: str
+    host: str
+    port: int
+
+
+async def check_url(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> CheckedURL:
     """Raise `FetchError` unless `url` is an http(s) URL whose host resolves only to allowed addresses.
 
     Codes: `fetch_bad_url` (scheme, host, userinfo, port), `fetch_dns_error`,
     `fetch_blocked_address`. This is a pre-flight check: call it before each
-    request and each redirect hop, and connect through a transport that checks
-    again at connect time (`imaging.fetch.make_client`).
+    request and each redirect hop, request the normalised URL it returns, and connect
+    through a session that checks again at connect time (`imaging.fetch.guarded_session`).
     """
-    _, host, port = parse_url(url)
+    parsed, host, port = parse_url(url)
     await resolve_checked(host, port, allow_private=allow_private, resolver=resolver)
+    return CheckedURL(url=str(parsed), host=host, port=port)

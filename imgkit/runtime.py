@@ -19,8 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import httpx
-
 from agents.annotate.store import AnnotationStore
 from agents.context import AgentContext
 from agents.store import ImageStore
@@ -31,7 +29,7 @@ from agents.topology import (
     TopologyOptions,
     build_topology,
 )
-from imaging.fetch import GuardedTransport, make_client
+from imaging.fetch import guarded_session, make_client
 from imaging.source_cache import SourceCache
 from imgkit.accounts import AccountStore
 from imgkit.db import Database
@@ -88,8 +86,8 @@ class Runtime:
     async def stop(self) -> None:
         if self.started:
             await self.runner.stop()
-        await self.context.fetch_client.aclose()
-        await self.context.webhook_client.aclose()
+        await self.context.fetch_client.close()
+        await self.context.webhook_client.close()
         await self.context.providers.aclose()
         self.sources.close()
         self.db.close()
@@ -134,9 +132,8 @@ async def open_runtime(settings: Settings, mode: Mode) -> Runtime:
     accounts = AccountStore(db)
     sources = SourceCache.from_settings(settings)
     fetch_client = make_client(settings)
-    webhook_client = httpx.AsyncClient(
-        transport=GuardedTransport(allow_private=settings.webhook_allow_private),
-        timeout=settings.webhook_timeout, trust_env=False, follow_redirects=False)
+    webhook_client = guarded_session(allow_private=settings.webhook_allow_private,
+                                     timeout=settings.webhook_timeout)
     context = AgentContext(settings=settings, db=db, accounts=accounts, sources=sources,
                            fetch_client=fetch_client, webhook_client=webhook_client,
                            cpu_gate=asyncio.Semaphore(settings.process_concurrency))

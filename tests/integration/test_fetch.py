@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 import imaging.guard
-from imaging.fetch import fetch, filename_from_response, find_page_image, is_transient, make_client
+from imaging.fetch import (
+    fetch,
+    filename_from_response,
+    find_page_image,
+    is_transient,
+    make_client,
+    request_target,
+)
+from imaging.guard import CheckedURL, check_url
 from imgkit.errors import FetchError
 from imgkit.settings import Settings, load_settings
 from tests.support.http_server import HTTPTestServer, Reply
@@ -173,6 +181,27 @@ async def test_connects_to_the_checked_address_with_the_original_host(server: HT
     assert got.data == PNG
     assert seen == ["images.example", "images.example"]          # pre-check, then connect
     assert server.requests[0].headers["host"] == f"images.example:{server.port}"
+
+
+def test_request_target_refuses_a_host_other_than_the_checked_one() -> None:
+    """aiohttp connects to an IP literal without asking the resolver, so the URL it requests
+    must name exactly the host the pre-check judged."""
+    with pytest.raises(FetchError) as err:
+        request_target(CheckedURL(url="http://127.0.0.1/a.png", host="93.184.216.34", port=80))
+    assert err.value.code == "fetch_bad_url"
+
+
+async def test_check_url_returns_the_normalised_url_to_request() -> None:
+    checked = await check_url("http://BÜCHER.example/a%20c/ü.png?q=ü", allow_private=False,
+                              resolver=_public)
+    assert checked.host == "xn--bcher-kva.example"
+    target = request_target(checked)
+    assert target.raw_host == "xn--bcher-kva.example"
+    assert target.raw_path == "/a%20c/%C3%BC.png" and target.raw_query_string == "q=%C3%BC"
+
+
+async def _public(host: str, port: int) -> list[str]:
+    return ["93.184.216.34"]
 
 
 # --- redirects ----------------------------------------------------------------------------

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agents.context import AgentContext
 from agents.process import failed, process_image
 from agents.store import ImageStore, pending_row, processed_row, processing_row, store_batch
 from agents.topology import IMAGES_HASHES, IMAGES_PROCESSED, IMAGES_STORED
-from imaging.fetch import make_client
+from imaging.fetch import guarded_session, make_client
 from imaging.source_cache import SourceCache
 from imgkit.accounts import AccountStore
 from imgkit.db import Database
@@ -95,14 +94,15 @@ async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
     sources = SourceCache.from_settings(settings)
     fetch_client = make_client(settings)
     ctx = AgentContext(settings=settings, db=db, accounts=AccountStore(db), sources=sources,
-                       fetch_client=fetch_client, webhook_client=httpx.AsyncClient())
+                       fetch_client=fetch_client,
+                       webhook_client=guarded_session(allow_private=True))
     web = HTTPTestServer().start()
     try:
         yield Agent(ctx, ImageStore.of(db), web)
     finally:
         web.stop()
-        await fetch_client.aclose()
-        await ctx.webhook_client.aclose()
+        await fetch_client.close()
+        await ctx.webhook_client.close()
         sources.close()
         db.close()
 
