@@ -15,7 +15,7 @@ What a download guarantees:
   resolves through `GuardedResolver`, whose `resolve` checks *every* address
   (`resolve_checked`) and hands aiohttp only those, so the socket is opened to an
   address that was checked. (IP literals are not resolved, by aiohttp or by us:
-  the pre-check of the literal is the check, and `_download` makes sure aiohttp
+  the pre-check of the literal is the check, and `request_target` makes sure aiohttp
   sees the host the check saw.) TLS is unaffected: the handshake uses the URL's
   host name as SNI and verifies the certificate against it. Pooled keep-alive
   connections were checked when they were opened. Proxies from the environment are
